@@ -1,0 +1,9 @@
+//! SeaORM entities of authd: one file per table.
+
+pub mod prelude;
+pub mod refresh_tokens;
+pub mod revoked_sessions;
+pub mod security_events;
+pub mod sessions;
+pub mod signing_keys;
+pub mod users;

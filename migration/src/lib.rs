@@ -1,0 +1,15 @@
+//! authd's schema, one file per change. Migrations never import the `entity` crate: they describe
+//! the schema as it was when they were written.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_tables;
+
+/// Runs every migration in order; `authd migrate` and `authd serve` call it.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_create_tables::Migration)]
+    }
+}

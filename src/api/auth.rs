@@ -1,0 +1,523 @@
+//! `/auth/register`, `/auth/login`, `/auth/refresh`, `/auth/logout`, `/auth/password`.
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+
+use super::{AppState, BearerAuth, BearerToken, RefreshCookie, Tag};
+use crate::error::codes::*;
+use crate::error::{ApiError, Errors};
+use crate::passwords;
+use crate::store::{EndReason, NewSession, NewUser, Rotation, SessionInfo, SessionScope, Successor};
+use crate::tokens::RefreshToken;
+use crate::tokens::access::Subject;
+
+/// Longest accepted email, in bytes (RFC 5321 path limit).
+const MAX_EMAIL_LEN: usize = 254;
+
+/// Registration.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct RegisterRequest {
+    /// Email address; trimmed and lower-cased, unique.
+    #[oai(validator(max_length = 320))]
+    pub email: String,
+    /// 8 to 1024 characters, any Unicode; used exactly as given.
+    #[oai(validator(max_length = 4096))]
+    pub password: String,
+}
+
+impl poem_openapi::types::Example for RegisterRequest {
+    fn example() -> Self {
+        Self { email: "ada@example.com".into(), password: "correct horse battery staple".into() }
+    }
+}
+
+/// A created account.
+#[derive(Debug, Object)]
+pub struct UserCreated {
+    /// The new user's id.
+    pub user_id: String,
+    /// The normalised email.
+    pub email: String,
+}
+
+/// Where the refresh token travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Default)]
+#[oai(rename_all = "lowercase")]
+pub enum Delivery {
+    /// In the `__Host-refresh_token` HttpOnly cookie (browsers). The default.
+    #[default]
+    Cookie,
+    /// In the response body (SDKs, mobile, CLI); no cookie is set.
+    Body,
+}
+
+/// Login.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct LoginRequest {
+    /// The account's email (normalised like at registration).
+    #[oai(validator(max_length = 320))]
+    pub email: String,
+    /// The password.
+    #[oai(validator(max_length = 4096))]
+    pub password: String,
+    /// `cookie` (default) or `body`.
+    pub delivery: Option<Delivery>,
+}
+
+impl poem_openapi::types::Example for LoginRequest {
+    fn example() -> Self {
+        Self {
+            email: "ada@example.com".into(),
+            password: "correct horse battery staple".into(),
+            delivery: Some(Delivery::Body),
+        }
+    }
+}
+
+/// Tokens issued by login and refresh.
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    /// The access token (EdDSA JWT, `typ: at+jwt`).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The session (refresh family) these tokens belong to.
+    pub session_id: String,
+    /// Seconds until the session ends unless refreshed.
+    pub refresh_expires_in: i64,
+    /// The refresh token: present only with body delivery.
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
+}
+
+/// A refresh token sent in the body.
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    /// The refresh token from a body-delivery login or refresh.
+    #[oai(validator(max_length = 512))]
+    pub refresh_token: String,
+}
+
+/// A password change.
+#[derive(Debug, Object)]
+pub struct ChangePasswordRequest {
+    /// The current password.
+    #[oai(validator(max_length = 4096))]
+    pub current_password: String,
+    /// The new password: 8 to 1024 characters.
+    #[oai(validator(max_length = 4096))]
+    pub new_password: String,
+}
+
+/// Which sessions a logout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Default)]
+#[oai(rename_all = "lowercase")]
+pub enum LogoutScope {
+    /// This session (default).
+    #[default]
+    Local,
+    /// Every other session of the user.
+    Others,
+    /// Every session of the user.
+    Global,
+}
+
+/// Register's answer.
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<UserCreated>),
+}
+
+/// Login's and refresh's answer.
+#[derive(ApiResponse)]
+pub enum TokenIssued {
+    /// Tokens issued. With cookie delivery the refresh token is in `Set-Cookie` only.
+    #[oai(status = 200)]
+    Ok(
+        Json<TokenResponse>,
+        /// `__Host-refresh_token=...; Max-Age=...; Path=/; HttpOnly; Secure; SameSite=Strict`
+        /// (cookie delivery only).
+        #[oai(header = "Set-Cookie")]
+        Option<String>,
+    ),
+}
+
+/// Logout's answer.
+#[derive(ApiResponse)]
+pub enum LoggedOut {
+    /// The sessions ended (or were already gone).
+    #[oai(status = 204)]
+    NoContent(
+        /// Expires the refresh cookie: `__Host-refresh_token=; Max-Age=0; Path=/; HttpOnly;
+        /// Secure; SameSite=Strict`. Sent with every logout answer, errors included.
+        #[oai(header = "Set-Cookie")]
+        String,
+    ),
+}
+
+/// An empty success.
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// Optional credentials of refresh: the cookie, or else the body.
+#[derive(poem_openapi::SecurityScheme)]
+pub enum RefreshAuth {
+    Cookie(RefreshCookie),
+    #[oai(fallback)]
+    Body,
+}
+
+/// Credentials of logout: an access token, or a refresh token in the cookie or the body.
+#[derive(poem_openapi::SecurityScheme)]
+pub enum LogoutAuth {
+    Bearer(BearerToken),
+    Cookie(RefreshCookie),
+    #[oai(fallback)]
+    Body,
+}
+
+/// Normalises an email (trim, lower-case) and checks it is plausible.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let ok = email.len() <= MAX_EMAIL_LEN
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !domain.contains('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+    ok.then_some(email)
+}
+
+fn issue(
+    state: &AppState,
+    session: &SessionInfo,
+    email: &str,
+    refresh: &RefreshToken,
+    delivery: Delivery,
+) -> Result<TokenIssued, ApiError> {
+    let (access_token, expires_in) = state
+        .access
+        .sign(&Subject {
+            user_id: &session.user_id,
+            email,
+            session_id: &session.id,
+            session_expires_at: session.absolute_expires_at,
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            ApiError::Internal
+        })?;
+    let refresh_expires_in = (session.expires_at() - state.clock.now()).max(0);
+    let (body_token, cookie) = match delivery {
+        Delivery::Body => (Some(refresh.expose().to_owned()), None),
+        Delivery::Cookie => (None, Some(state.cookies.set(refresh.expose(), refresh_expires_in))),
+    };
+    Ok(TokenIssued::Ok(
+        Json(TokenResponse {
+            access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in,
+            session_id: session.id.clone(),
+            refresh_expires_in,
+            refresh_token: body_token,
+        }),
+        cookie,
+    ))
+}
+
+fn mint() -> Result<RefreshToken, ApiError> {
+    RefreshToken::mint().map_err(|e| {
+        tracing::error!(error = %e, "OS random number generator failed");
+        ApiError::Internal
+    })
+}
+
+/// Where a refresh token came from.
+enum Presented {
+    Body(String),
+    Cookie(String),
+}
+
+/// The refresh token of a request: body, else cookie (CSRF-gated); both is an error.
+fn presented_refresh_token(
+    state: &AppState,
+    req: &Request,
+    body: Option<RefreshRequest>,
+) -> Result<Option<Presented>, ApiError> {
+    let cookie = state.cookies.read(req).filter(|c| !c.is_empty());
+    match (body, cookie) {
+        (Some(_), Some(_)) => Err(ApiError::AmbiguousRefreshToken),
+        (Some(b), None) => Ok(Some(Presented::Body(b.refresh_token))),
+        (None, Some(c)) => {
+            state.origins.check_cookie_request(req)?;
+            Ok(Some(Presented::Cookie(c)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Register, log in, refresh, log out, change the password.
+pub struct AuthApi;
+
+#[OpenApi(tag = "Tag::Auth")]
+impl AuthApi {
+    /// Create an account
+    ///
+    /// Creates a user with a normalised (trimmed, lower-cased) email and an argon2id hash of
+    /// the password. Passwords are 8 to 1024 characters of any kind, never truncated or
+    /// case-folded. Does not log in.
+    #[oai(path = "/auth/register", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RegisterRequest>,
+    ) -> Result<RegisterResponse, Errors<{ E400 | E409 | E413 | E415 | E429 | E503 }>> {
+        let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
+        if !passwords::is_acceptable(&body.password) {
+            return Err(ApiError::WeakPassword.into());
+        }
+        let password_hash = state.hasher.hash(body.0.password).await.map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::Internal
+        })?;
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let created = state
+            .store
+            .create_user(NewUser {
+                id: user_id.clone(),
+                email: email.clone(),
+                password_hash,
+                now: state.clock.now(),
+            })
+            .await?;
+        if !created {
+            return Err(ApiError::EmailTaken.into());
+        }
+        Ok(RegisterResponse::Created(Json(UserCreated { user_id, email })))
+    }
+
+    /// Log in
+    ///
+    /// Checks the password and opens a session. With `delivery: "cookie"` (the default, for
+    /// browsers) the refresh token is set in the `__Host-refresh_token` cookie and never appears
+    /// in the body; with `delivery: "body"` (SDKs, mobile, CLI) it is in the body and no cookie is
+    /// set. An unknown email and a wrong password get the same answer after the same work.
+    /// Requests from a foreign `Origin` are refused (login CSRF).
+    #[oai(path = "/auth/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<LoginRequest>,
+    ) -> Result<TokenIssued, Errors<{ E400 | E401 | E403 | E413 | E415 | E429 | E503 }>> {
+        state.origins.check_origin(req)?;
+        let meta = state.client_meta(req);
+        let LoginRequest { email, password, delivery } = body.0;
+        let user = match normalize_email(&email) {
+            Some(email) => state.store.user_by_email(&email).await?,
+            None => None,
+        };
+        let user = user.filter(|u| !u.disabled);
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = state.hasher.verify(password, phc).await.map_err(|e| {
+            tracing::error!(error = %e, "password verification failed");
+            ApiError::Internal
+        })?;
+        let now = state.clock.now();
+        let Some(user) = user.filter(|_| ok) else {
+            if let Some(u) = state.store.user_by_email(&email.trim().to_lowercase()).await? {
+                state
+                    .store
+                    .record_event(&u.id, crate::store::EventKind::LoginFailed, now, None, &meta)
+                    .await?;
+                tracing::warn!(user_id = %u.id, "login failed");
+            }
+            return Err(ApiError::InvalidCredentials.into());
+        };
+        let refresh = mint()?;
+        let session = state
+            .store
+            .create_session(NewSession {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: user.id.clone(),
+                now,
+                idle_secs: state.settings.refresh_idle_secs,
+                max_secs: state.settings.session_max_secs,
+                meta,
+                token_hash: refresh.hash(),
+            })
+            .await?;
+        Ok(issue(&state, &session, &user.email, &refresh, delivery.unwrap_or_default())?)
+    }
+
+    /// Rotate the refresh token
+    ///
+    /// Consumes the refresh token (from `{refresh_token}` in the body, or else from the
+    /// cookie) and returns a new one of the same session with a fresh access token, in the same
+    /// delivery mode. Presenting a token that was already rotated revokes the whole session
+    /// (reuse detection), except within the grace window after its rotation while its successor
+    /// is unused: then the same successor is returned again. Every failure answers the same
+    /// `invalid_refresh_token`. Cookie-borne requests need `X-Requested-With` and an allowed
+    /// `Origin`.
+    #[oai(path = "/auth/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        _auth: RefreshAuth,
+        body: Json<Option<RefreshRequest>>,
+    ) -> Result<TokenIssued, Errors<{ E400 | E401 | E403 | E413 | E415 | E429 | E503 }>> {
+        let (raw, delivery) = match presented_refresh_token(&state, req, body.0)? {
+            Some(Presented::Body(t)) => (t, Delivery::Body),
+            Some(Presented::Cookie(t)) => (t, Delivery::Cookie),
+            None => return Err(ApiError::InvalidRefreshToken.into()),
+        };
+        let presented = RefreshToken::parse(&raw).ok_or(ApiError::InvalidRefreshToken)?;
+        let successor = mint()?;
+        let meta = state.client_meta(req);
+        let outcome = state
+            .store
+            .rotate(
+                presented.hash(),
+                Successor { hash: successor.hash(), sealed: presented.seal(&successor) },
+                state.clock.now(),
+                state.settings.refresh_idle_secs,
+                state.settings.reuse_grace_secs,
+                state.token_horizon(),
+                &meta,
+            )
+            .await?;
+        match outcome {
+            Rotation::Rotated { session, email } => {
+                Ok(issue(&state, &session, &email, &successor, delivery)?)
+            }
+            Rotation::Replayed { session, email, sealed } => {
+                let same = presented.open(&sealed).ok_or(ApiError::InvalidRefreshToken)?;
+                Ok(issue(&state, &session, &email, &same, delivery)?)
+            }
+            Rotation::Reused(ended) => {
+                tracing::warn!(
+                    user_id = %ended.user_id,
+                    session_id = %ended.session_id,
+                    ip = meta.ip.as_deref().unwrap_or("-"),
+                    "refresh token reused: session revoked"
+                );
+                state.revoke_in_memory(&[ended]);
+                Err(ApiError::InvalidRefreshToken.into())
+            }
+            Rotation::Invalid => Err(ApiError::InvalidRefreshToken.into()),
+        }
+    }
+
+    /// Log out
+    ///
+    /// Ends sessions: `scope=local` (default) this one, `others` every other session of the
+    /// user, `global` all of them. The caller is identified by an access token, or by a refresh
+    /// token in the body or the cookie (cookie-borne requests need `X-Requested-With` and an
+    /// allowed `Origin`). Ended sessions' access tokens stop working at once. Every answer,
+    /// errors included, expires the refresh cookie. A refresh token that is unknown or already
+    /// ended is not an error: the session is gone either way.
+    #[oai(path = "/auth/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: LogoutAuth,
+        scope: Query<Option<LogoutScope>>,
+        body: Json<Option<RefreshRequest>>,
+    ) -> Result<LoggedOut, Errors<{ E400 | E401 | E403 | E413 | E415 | E503 }>> {
+        let scope = scope.0.unwrap_or_default();
+        let meta = state.client_meta(req);
+        let now = state.clock.now();
+        let (user_id, session_id, current) = if let LogoutAuth::Bearer(bearer) = auth {
+            let claims = state.access.verify(&bearer.0.token).map_err(|_| ApiError::InvalidToken)?;
+            (claims.sub, claims.sid, true)
+        } else {
+            let raw = match presented_refresh_token(&state, req, body.0)? {
+                Some(Presented::Body(t) | Presented::Cookie(t)) => t,
+                None => return Err(ApiError::InvalidToken.into()),
+            };
+            let found = match RefreshToken::parse(&raw) {
+                Some(t) => state.store.session_of_token(t.hash(), now).await?,
+                None => None,
+            };
+            match found {
+                Some((session, current)) => (session.user_id, session.id, current),
+                None => return Ok(LoggedOut::NoContent(state.cookies.expire())),
+            }
+        };
+        // A rotated refresh token proves less than the current one: it ends only its own session.
+        let scope = if current { scope } else { LogoutScope::Local };
+        let mut ended = Vec::new();
+        if matches!(scope, LogoutScope::Local | LogoutScope::Global) {
+            ended.extend(
+                state
+                    .store
+                    .end_sessions(&user_id, SessionScope::One(session_id.clone()), EndReason::Logout, now, state.token_horizon(), &meta)
+                    .await?,
+            );
+        }
+        if matches!(scope, LogoutScope::Others | LogoutScope::Global) {
+            ended.extend(
+                state
+                    .store
+                    .end_sessions(&user_id, SessionScope::AllExcept(session_id), EndReason::Revoked, now, state.token_horizon(), &meta)
+                    .await?,
+            );
+        }
+        state.revoke_in_memory(&ended);
+        Ok(LoggedOut::NoContent(state.cookies.expire()))
+    }
+
+    /// Change the password
+    ///
+    /// Needs the current password. Ends every other session of the user (their access tokens
+    /// stop working at once); the calling session stays logged in.
+    #[oai(path = "/auth/password", method = "post", operation_id = "changePassword")]
+    async fn change_password(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<ChangePasswordRequest>,
+    ) -> Result<NoContent, Errors<{ E400 | E401 | E413 | E415 | E429 | E503 }>> {
+        let claims = auth.0;
+        let ChangePasswordRequest { current_password, new_password } = body.0;
+        if !passwords::is_acceptable(&new_password) {
+            return Err(ApiError::WeakPassword.into());
+        }
+        let user = state.store.user_by_id(&claims.sub).await?.ok_or(ApiError::InvalidToken)?;
+        let ok = state
+            .hasher
+            .verify(current_password, Some(user.password_hash))
+            .await
+            .map_err(|_| ApiError::Internal)?;
+        if !ok {
+            return Err(ApiError::InvalidCredentials.into());
+        }
+        let hash = state.hasher.hash(new_password).await.map_err(|_| ApiError::Internal)?;
+        let meta = state.client_meta(req);
+        let ended = state
+            .store
+            .change_password(&user.id, &claims.sid, hash, state.clock.now(), state.token_horizon(), &meta)
+            .await?;
+        state.revoke_in_memory(&ended);
+        Ok(NoContent::Done)
+    }
+}

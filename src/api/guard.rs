@@ -1,0 +1,130 @@
+//! The middleware every request passes: CORS for the allow-list, the body limit (413) and
+//! content-type rule (415) before any parsing, the single JSON error body for every failure
+//! (poem's own errors included, whose text never reaches a client), and response hygiene
+//! (`Cache-Control: no-store`, `nosniff`, charset).
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// Largest accepted request body, in bytes: ample for a 1024-character password in JSON.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+const CORS_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+const CORS_HEADERS: &str = "authorization, content-type, x-requested-with";
+
+/// Runs `ep` for `req` under every rule of this module.
+pub async fn guard<E: Endpoint>(ep: &E, mut req: Request) -> poem::Result<Response> {
+    let state = req.data::<AppState>().cloned();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| state.as_ref().is_some_and(|s| s.origins.is_allowed_cross_origin(o)))
+        .map(str::to_owned);
+    let path = req.uri().path().to_owned();
+
+    let mut resp = if req.method() == Method::OPTIONS && origin.is_some() {
+        preflight()
+    } else {
+        match check_body(&mut req).await {
+            Err(e) => e.into_response(),
+            Ok(()) => match ep.call(req).await {
+                Ok(r) => r.into_response(),
+                Err(err) => error_response(err),
+            },
+        }
+    };
+
+    let headers = resp.headers_mut();
+    if let Some(o) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if path.starts_with("/auth/") || path == "/me" {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    let plain_json = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"));
+    if plain_json {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    if path == "/auth/logout" && !headers.contains_key(header::SET_COOKIE) {
+        if let Some(v) = state.and_then(|s| HeaderValue::from_str(&s.cookies.expire()).ok()) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn preflight() -> Response {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(header::ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS)
+        .header(header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS)
+        .header(header::ACCESS_CONTROL_MAX_AGE, "600")
+        .finish()
+}
+
+/// Refuses oversized bodies (by `Content-Length`, and by counting when it is absent) and
+/// non-JSON bodies, before any handler parses or hashes anything.
+async fn check_body(req: &mut Request) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<usize>().map_err(|_| ApiError::InvalidRequest))
+        .transpose()?;
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let body = req.take_body();
+    let bytes = body
+        .into_bytes_limit(MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge,
+            _ => ApiError::InvalidRequest,
+        })?;
+    if !bytes.is_empty() {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| {
+                m.type_() == mime::APPLICATION
+                    && m.subtype() == mime::JSON
+                    && m.get_param(mime::CHARSET).is_none_or(|c| c == mime::UTF_8)
+            });
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    req.set_body(bytes);
+    Ok(())
+}
+
+/// Every error becomes the JSON error body. Our own errors carry their response; poem's are
+/// mapped by status so their text (which may quote internals) never reaches the client.
+fn error_response(err: poem::Error) -> Response {
+    if err.is::<ApiError>() {
+        return err.into_response();
+    }
+    let status = err.status();
+    let api = ApiError::from_status(status);
+    if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled error");
+    } else {
+        tracing::debug!(error = %err, status = status.as_u16(), "request refused");
+    }
+    api.into_response()
+}

@@ -1,0 +1,53 @@
+//! `/healthz` (liveness) and `/readyz` (readiness).
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use super::{AppState, Tag};
+use crate::error::codes::*;
+use crate::error::{ApiError, Errors};
+
+/// How long a probe waits for the database.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A probe's answer.
+#[derive(Debug, Object)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+async fn database_reachable(state: &AppState) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await, Ok(Ok(())))
+}
+
+/// Probes.
+pub struct HealthApi;
+
+#[OpenApi(tag = "Tag::Health")]
+impl HealthApi {
+    /// Liveness
+    ///
+    /// 200 while the process serves and the database answers; 503 while it cannot be reached.
+    #[oai(path = "/healthz", method = "get", operation_id = "health")]
+    async fn health(&self, state: Data<&AppState>) -> Result<Json<Health>, Errors<{ E503 }>> {
+        if !database_reachable(&state).await {
+            return Err(ApiError::ServiceUnavailable.into());
+        }
+        Ok(Json(Health { status: "ok".into() }))
+    }
+
+    /// Readiness
+    ///
+    /// 503 until migrations ran and the signing keys are loaded, and while the database cannot
+    /// be reached.
+    #[oai(path = "/readyz", method = "get", operation_id = "ready")]
+    async fn ready(&self, state: Data<&AppState>) -> Result<Json<Health>, Errors<{ E503 }>> {
+        if !state.is_ready() || !state.keys.is_ready() || !database_reachable(&state).await {
+            return Err(ApiError::ServiceUnavailable.into());
+        }
+        Ok(Json(Health { status: "ok".into() }))
+    }
+}

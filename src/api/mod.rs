@@ -1,0 +1,165 @@
+//! The HTTP API: one file per resource; handlers stay short and call `tokens` and `store`.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use poem::Request;
+use poem_openapi::auth::{ApiKey, Bearer};
+use poem_openapi::{OpenApiService, SecurityScheme, Tags};
+
+use crate::clock::SharedClock;
+use crate::error::ApiError;
+use crate::passwords::Hasher;
+use crate::store::{ClientMeta, EndedSession, Store};
+use crate::tokens::{AccessClaims, AccessTokens, KeySet, RevokedSet};
+
+pub mod auth;
+pub mod cookies;
+pub mod guard;
+pub mod health;
+pub mod keys;
+pub mod me;
+pub mod sessions;
+
+pub use cookies::{CookiePolicy, OriginPolicy};
+
+/// Longest user agent kept with a session or an event.
+const MAX_USER_AGENT: usize = 256;
+
+/// Settings the handlers need, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub refresh_idle_secs: i64,
+    pub session_max_secs: i64,
+    pub reuse_grace_secs: i64,
+    pub trust_proxy: bool,
+    pub rate_limits: bool,
+}
+
+/// Everything a request handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+/// The parts of [`AppState`].
+pub struct Inner {
+    pub store: Store,
+    pub hasher: Hasher,
+    pub access: AccessTokens,
+    pub keys: Arc<KeySet>,
+    pub revoked: Arc<RevokedSet>,
+    pub clock: SharedClock,
+    pub cookies: CookiePolicy,
+    pub origins: OriginPolicy,
+    pub settings: Settings,
+    /// Set once migrations ran and keys are loaded.
+    pub ready: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Is the server ready to serve (migrated, keys loaded)?
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Adds freshly ended sessions to the in-memory revoked set: this instance rejects their
+    /// access tokens from this moment on.
+    pub fn revoke_in_memory(&self, ended: &[EndedSession]) {
+        for e in ended {
+            self.revoked.insert(&e.session_id, e.horizon);
+        }
+    }
+
+    /// Until when an access token signed now may verify.
+    pub fn token_horizon(&self) -> i64 {
+        self.access.horizon_from(self.clock.now())
+    }
+
+    /// Where the request came from. `X-Forwarded-For` is read only with `AUTHD_TRUST_PROXY`.
+    pub fn client_meta(&self, req: &Request) -> ClientMeta {
+        let forwarded = self
+            .settings
+            .trust_proxy
+            .then(|| req.headers().get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+        let ip = forwarded.or_else(|| req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()));
+        let user_agent = req
+            .headers()
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(MAX_USER_AGENT).collect());
+        ClientMeta { ip, user_agent }
+    }
+}
+
+/// The groups of operations in the docs.
+#[derive(Tags)]
+pub enum Tag {
+    /// Register, log in, refresh, log out, change the password.
+    Auth,
+    /// The caller's sessions and security events.
+    Sessions,
+    /// A sample protected resource.
+    Me,
+    /// Public keys that verify access tokens.
+    Keys,
+    /// Liveness and readiness probes.
+    Health,
+}
+
+/// A verified access token (`Authorization: Bearer`).
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "verify_bearer"
+)]
+pub struct BearerAuth(pub AccessClaims);
+
+async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessClaims> {
+    let state = req.data::<AppState>().ok_or(ApiError::Internal)?;
+    state.access.verify(&bearer.token).map_err(|err| {
+        tracing::debug!(reason = %err, "access token refused");
+        ApiError::InvalidToken.into()
+    })
+}
+
+/// An unverified bearer token, for operations that accept one of several credentials.
+#[derive(SecurityScheme)]
+#[oai(rename = "bearerAuth", ty = "bearer", bearer_format = "JWT")]
+pub struct BearerToken(pub Bearer);
+
+/// The refresh-token cookie (documented here; read through [`CookiePolicy`]).
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "refreshCookie",
+    ty = "api_key",
+    key_name = "__Host-refresh_token",
+    key_in = "cookie"
+)]
+pub struct RefreshCookie(pub ApiKey);
+
+/// The operations of the API.
+pub type Api = (auth::AuthApi, sessions::SessionsApi, me::MeApi, keys::KeysApi, health::HealthApi);
+
+/// The spec, with the relative server that lets the docs UI call whichever host serves it.
+pub fn service() -> OpenApiService<Api, ()> {
+    let api = (auth::AuthApi, sessions::SessionsApi, me::MeApi, keys::KeysApi, health::HealthApi);
+    OpenApiService::new(api, "authd", env!("CARGO_PKG_VERSION"))
+        .description(
+            "An auth server whose logout really logs JWTs out: short-lived EdDSA access tokens, \
+             opaque rotating refresh tokens with reuse detection, and instant revocation of the \
+             access tokens of ended sessions.",
+        )
+        .server("/")
+}

@@ -1,0 +1,267 @@
+//! Builds the state, the routes and the middleware; binds; runs the background tasks that keep
+//! the revoked set and key set fresh and prune the database.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{EndpointExt, Route, Server};
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, CookiePolicy, Inner, OriginPolicy, Settings};
+use crate::clock::SharedClock;
+use crate::config::{DbConfig, ServeConfig, origin_of};
+use crate::passwords::Hasher;
+use crate::store::Store;
+use crate::tokens::{AccessTokens, KeyRecord, KeySet, RevokedSet};
+
+/// Revocations younger than this are read again on the next poll, so that a transaction that
+/// committed after a later one (Postgres sequences) is not skipped.
+const SETTLE_SECS: i64 = 5;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::tokens::keys::KeyError),
+    #[error("password hasher: {0}")]
+    Hasher(#[from] crate::passwords::PasswordError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A server that is listening.
+pub struct RunningApp {
+    /// The bound address (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    /// The shared state, for tests and tools.
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningApp {
+    /// Stops accepting, drains in-flight requests (up to 10 s) and stops the background tasks.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Waits until the server stops (after a signal).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        let result = (&mut self.server).await.unwrap_or(Ok(()));
+        for t in &self.tasks {
+            t.abort();
+        }
+        result
+    }
+}
+
+/// Loads the key set from the database, generating the first key on first start.
+pub async fn load_keys(store: &Store, keys: &KeySet, now: i64, overlap: i64) -> Result<(), StartError> {
+    let mut records = store.live_keys(now, overlap).await?;
+    if !records.iter().any(|k| k.retired_at.is_none()) {
+        if store.ensure_key(KeyRecord::generate(now)?).await? {
+            tracing::info!("generated the first signing key");
+        }
+        records = store.live_keys(now, overlap).await?;
+    }
+    keys.load(&records)?;
+    Ok(())
+}
+
+/// Connects, migrates, loads keys and revocations, binds and serves. `signal` ends the server
+/// gracefully when it resolves.
+pub async fn start(
+    db: &DbConfig,
+    cfg: &ServeConfig,
+    clock: SharedClock,
+    signal: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+) -> Result<RunningApp, StartError> {
+    cfg.validate().map_err(StartError::Config)?;
+    let store = Store::connect(db).await?;
+    store.migrate().await?;
+
+    let overlap = cfg.access_ttl_secs + cfg.leeway_secs;
+    let keys = Arc::new(KeySet::default());
+    load_keys(&store, &keys, clock.now(), overlap).await?;
+
+    let revoked = Arc::new(RevokedSet::default());
+    let mut cursor = 0;
+    for (id, sid, expires_at) in store.live_revocations(clock.now()).await? {
+        revoked.insert(&sid, expires_at);
+        cursor = cursor.max(id);
+    }
+
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hasher = Hasher::new(cores).await?;
+
+    let acceptor = TcpListener::bind(cfg.listen)
+        .into_acceptor()
+        .await
+        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .unwrap_or(cfg.listen);
+    let issuer = cfg.issuer_for(addr);
+    let own_origin = origin_of(&issuer).unwrap_or_else(|| format!("http://{addr}"));
+
+    let access = AccessTokens::new(
+        keys.clone(),
+        revoked.clone(),
+        clock.clone(),
+        issuer,
+        cfg.audience.clone(),
+        cfg.access_ttl_secs,
+        cfg.leeway_secs,
+    );
+    let state = AppState(Arc::new(Inner {
+        store,
+        hasher,
+        access,
+        keys,
+        revoked,
+        clock,
+        cookies: CookiePolicy::new(cfg.insecure_cookies),
+        origins: OriginPolicy::new(own_origin, cfg.allowed_origins.0.clone()),
+        settings: Settings {
+            refresh_idle_secs: cfg.refresh_idle_secs,
+            session_max_secs: cfg.session_max_secs,
+            reuse_grace_secs: cfg.reuse_grace_secs,
+            trust_proxy: cfg.trust_proxy,
+            rate_limits: cfg.rate_limits,
+        },
+        ready: Default::default(),
+    }));
+
+    let tasks = vec![
+        tokio::spawn(sync_loop(state.clone(), cursor, Duration::from_millis(cfg.sync_interval_ms), overlap)),
+        tokio::spawn(prune_loop(state.clone(), Duration::from_secs(cfg.prune_interval_secs), overlap)),
+    ];
+
+    let app = routes().data(state.clone()).around(|ep, req| async move { api::guard::guard(&ep, req).await });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let stop = async move {
+            match signal {
+                Some(signal) => {
+                    tokio::select! {
+                        _ = signal => {}
+                        _ = rx => {}
+                    }
+                }
+                None => {
+                    let _ = rx.await;
+                }
+            }
+        };
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(10)))
+            .await
+    });
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(%addr, "authd listening");
+    Ok(RunningApp { addr, state, shutdown: Some(tx), server, tasks })
+}
+
+/// The routes: the API, the docs UI and the spec.
+pub fn routes() -> Route {
+    let service = api::service();
+    let docs = service.swagger_ui();
+    let json = spec_json();
+    let yaml = spec_yaml();
+    Route::new()
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json; charset=utf-8")
+                    .body(json.clone())
+            }),
+        )
+        .at(
+            "/openapi.yaml",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/yaml; charset=utf-8")
+                    .body(yaml.clone())
+            }),
+        )
+        .nest("/docs", docs)
+        .nest("/", service)
+}
+
+/// The spec as JSON.
+pub fn spec_json() -> String {
+    api::service().spec()
+}
+
+/// The spec as YAML: what `authd openapi` prints and `openapi.yaml` holds.
+pub fn spec_yaml() -> String {
+    api::service().spec_yaml()
+}
+
+/// Keeps the in-memory revoked set and key set in step with the database, so that a session
+/// ended or a key rotated by another instance (or by the CLI) takes effect here within one
+/// interval, with no database read on the verify path.
+async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, overlap: i64) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = state.clock.now();
+        match state.store.revocations_after(cursor, 10_000).await {
+            Ok(rows) => {
+                let mut settled = cursor;
+                for (id, sid, expires_at, revoked_at) in rows {
+                    state.revoked.insert(&sid, expires_at);
+                    if revoked_at <= now - SETTLE_SECS {
+                        settled = settled.max(id);
+                    }
+                }
+                cursor = settled;
+            }
+            Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
+        }
+        state.revoked.purge(now);
+        match state.store.live_keys(now, overlap).await {
+            Ok(records) if records.iter().any(|k| k.retired_at.is_none()) => {
+                if let Err(e) = state.keys.load(&records) {
+                    tracing::error!(error = %e, "key reload failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "key sync failed"),
+        }
+    }
+}
+
+/// Runs the pruning every `every`.
+async fn prune_loop(state: AppState, every: Duration, overlap: i64) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state
+            .store
+            .prune(state.clock.now(), state.settings.reuse_grace_secs, overlap)
+            .await
+        {
+            Ok(p) => tracing::debug!(?p, "pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
+    }
+}

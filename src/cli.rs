@@ -1,0 +1,208 @@
+//! The command line: `authd [serve]`, `migrate`, `keys rotate`, `openapi`, `users ...`,
+//! `sessions revoke`, `prune`.
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{DbConfig, ServeConfig};
+use crate::store::{ClientMeta, EndReason, SessionScope, Store};
+use crate::tokens::KeyRecord;
+
+/// authd: an auth server whose logout really logs JWTs out.
+#[derive(Debug, Parser)]
+#[command(name = "authd", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Settings of `serve` when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Signing-key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print the OpenAPI spec as YAML (the committed `openapi.yaml`).
+    Openapi,
+    /// User administration.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Session administration.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Run the pruning once and report what it removed.
+    Prune(ServeConfig),
+}
+
+/// `authd keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new key current; the old one verifies until its tokens have expired.
+    Rotate,
+}
+
+/// `authd users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List users.
+    List,
+    /// Disable a user: ends every session at once and refuses their logins.
+    Disable { email: String },
+    /// Enable a disabled user.
+    Enable { email: String },
+}
+
+/// `authd sessions ...`
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// End every session of a user.
+    Revoke {
+        /// The user's email.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+/// A failed command: the message for the operator.
+pub type CliResult = Result<(), String>;
+
+async fn store(db: &DbConfig) -> Result<Store, String> {
+    let store = Store::connect(db).await.map_err(|e| format!("DATABASE_URL: {e}"))?;
+    store.migrate().await.map_err(|e| format!("migration failed: {e}"))?;
+    Ok(store)
+}
+
+/// Revocations written by the CLI must outlive any access token a server may have signed.
+fn horizon(cfg: &ServeConfig, now: i64) -> i64 {
+    now + cfg.access_ttl_secs + cfg.leeway_secs
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> CliResult {
+    let clock = SystemClock;
+    match cli.command {
+        None => serve(&cli.db, &cli.serve).await,
+        Some(Command::Serve(cfg)) => serve(&cli.db, &cfg).await,
+        Some(Command::Migrate) => {
+            store(&cli.db).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Keys(KeysCommand::Rotate)) => {
+            let store = store(&cli.db).await?;
+            let key = KeyRecord::generate(clock.now()).map_err(|e| e.to_string())?;
+            let kid = key.kid.clone();
+            store.rotate_key(key, clock.now()).await.map_err(|e| e.to_string())?;
+            println!("new signing key {kid} is current; the previous key verifies until its tokens expire");
+            Ok(())
+        }
+        Some(Command::Openapi) => {
+            print!("{}", app::spec_yaml());
+            Ok(())
+        }
+        Some(Command::Users(cmd)) => users(&cli.db, &cli.serve, cmd).await,
+        Some(Command::Sessions(SessionsCommand::Revoke { user })) => {
+            let store = store(&cli.db).await?;
+            let email = user.trim().to_lowercase();
+            let u = store
+                .user_by_email(&email)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user with email {email}"))?;
+            let now = clock.now();
+            let ended = store
+                .end_sessions(&u.id, SessionScope::All, EndReason::Operator, now, horizon(&cli.serve, now), &ClientMeta::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("ended {} session(s) of {email}", ended.len());
+            Ok(())
+        }
+        Some(Command::Prune(cfg)) => {
+            let store = store(&cli.db).await?;
+            let p = store
+                .prune(clock.now(), cfg.reuse_grace_secs, cfg.access_ttl_secs + cfg.leeway_secs)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "pruned: {} sessions, {} revocations, {} sealed successors, {} events, {} keys",
+                p.sessions, p.revocations, p.sealed_successors, p.events, p.keys
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(db: &DbConfig, cfg: &ServeConfig) -> CliResult {
+    let running = app::start(db, cfg, Arc::new(SystemClock), Some(Box::pin(wait_for_signal())))
+        .await
+        .map_err(|e| e.to_string())?;
+    running.wait().await.map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("authd stopped");
+    Ok(())
+}
+
+async fn users(db: &DbConfig, cfg: &ServeConfig, cmd: UsersCommand) -> CliResult {
+    let store = store(db).await?;
+    let now = SystemClock.now();
+    match cmd {
+        UsersCommand::List => {
+            for u in store.list_users().await.map_err(|e| e.to_string())? {
+                println!("{}\t{}\t{}", u.id, u.email, if u.disabled { "disabled" } else { "active" });
+            }
+        }
+        UsersCommand::Disable { email } | UsersCommand::Enable { email } if email.is_empty() => {
+            return Err("EMAIL must not be empty".into());
+        }
+        UsersCommand::Disable { email } => {
+            let email = email.trim().to_lowercase();
+            let ended = store
+                .set_user_disabled(&email, true, now, horizon(cfg, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user with email {email}"))?;
+            println!("disabled {email}; ended {} session(s)", ended.len());
+        }
+        UsersCommand::Enable { email } => {
+            let email = email.trim().to_lowercase();
+            store
+                .set_user_disabled(&email, false, now, horizon(cfg, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user with email {email}"))?;
+            println!("enabled {email}");
+        }
+    }
+    Ok(())
+}

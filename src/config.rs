@@ -1,0 +1,196 @@
+//! The only reader of the environment. Every setting is an environment variable and also a flag
+//! of `authd serve`; values are validated at start, and a bad one stops the process with a message
+//! naming the variable.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Default `DATABASE_URL`: an SQLite file next to the working directory, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://authd.db?mode=rwc";
+
+/// Settings shared by every subcommand that touches the database.
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// Database URL: `sqlite://PATH?mode=rwc` (embedded, the default) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "AUTHD_DB_MAX_CONNECTIONS", value_name = "AUTHD_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_max_connections: u32,
+
+    /// How long a request waits for a pooled connection before it answers 503, in milliseconds.
+    #[arg(long, env = "AUTHD_DB_ACQUIRE_TIMEOUT_MS", value_name = "AUTHD_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
+    pub db_acquire_timeout_ms: u64,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            db_max_connections: 8,
+            db_acquire_timeout_ms: 3000,
+        }
+    }
+}
+
+impl DbConfig {
+    /// The acquire timeout as a `Duration`.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+}
+
+/// Settings of `authd serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "AUTHD_LISTEN", value_name = "AUTHD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `iss` of access tokens and the server's own origin for the CSRF check
+    /// (default: `http://` + the listen address).
+    #[arg(long, env = "AUTHD_ISSUER", value_name = "AUTHD_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// `aud` of access tokens.
+    #[arg(long, env = "AUTHD_AUDIENCE", value_name = "AUTHD_AUDIENCE", default_value = "authd")]
+    pub audience: String,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "AUTHD_ACCESS_TTL_SECS", value_name = "AUTHD_ACCESS_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub access_ttl_secs: i64,
+
+    /// A session ends when it is not refreshed for this long, in seconds.
+    #[arg(long, env = "AUTHD_REFRESH_IDLE_SECS", value_name = "AUTHD_REFRESH_IDLE_SECS", default_value_t = 1_209_600, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
+    pub refresh_idle_secs: i64,
+
+    /// A session ends this long after login whatever happens, in seconds.
+    #[arg(long, env = "AUTHD_SESSION_MAX_SECS", value_name = "AUTHD_SESSION_MAX_SECS", default_value_t = 2_592_000, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
+    pub session_max_secs: i64,
+
+    /// Seconds after a rotation during which the rotated refresh token returns the same
+    /// successor instead of counting as reuse; 0 turns the grace window off.
+    #[arg(long, env = "AUTHD_REUSE_GRACE_SECS", value_name = "AUTHD_REUSE_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub reuse_grace_secs: i64,
+
+    /// Comma-separated origins (`https://app.example.com`) allowed CORS with credentials and
+    /// cookie-borne requests.
+    #[arg(long, env = "AUTHD_ALLOWED_ORIGINS", value_name = "AUTHD_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
+    pub allowed_origins: Origins,
+
+    /// Read the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    #[arg(long, env = "AUTHD_TRUST_PROXY", value_name = "AUTHD_TRUST_PROXY", default_value = "off", value_parser = parse_switch)]
+    pub trust_proxy: bool,
+
+    /// Drop `Secure` and the `__Host-` prefix from cookies (plain-HTTP development only).
+    #[arg(long, env = "AUTHD_INSECURE_COOKIES", value_name = "AUTHD_INSECURE_COOKIES", default_value = "off", value_parser = parse_switch)]
+    pub insecure_cookies: bool,
+
+    /// Throttle login, register and refresh (`off` for load tests).
+    #[arg(long, env = "AUTHD_RATE_LIMITS", value_name = "AUTHD_RATE_LIMITS", default_value = "on", value_parser = parse_switch)]
+    pub rate_limits: bool,
+
+    /// Clock-skew allowance on `exp`, in seconds.
+    #[arg(long, env = "AUTHD_LEEWAY_SECS", value_name = "AUTHD_LEEWAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub leeway_secs: i64,
+
+    /// Seconds between two runs of the background pruning.
+    #[arg(long, env = "AUTHD_PRUNE_INTERVAL_SECS", value_name = "AUTHD_PRUNE_INTERVAL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub prune_interval_secs: u64,
+
+    /// Milliseconds between two polls of the shared revocation list and key set.
+    #[arg(long, env = "AUTHD_SYNC_INTERVAL_MS", value_name = "AUTHD_SYNC_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub sync_interval_ms: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: None,
+            audience: "authd".to_owned(),
+            access_ttl_secs: 300,
+            refresh_idle_secs: 1_209_600,
+            session_max_secs: 2_592_000,
+            reuse_grace_secs: 10,
+            allowed_origins: Origins::default(),
+            trust_proxy: false,
+            insecure_cookies: false,
+            rate_limits: true,
+            leeway_secs: 30,
+            prune_interval_secs: 300,
+            sync_interval_ms: 500,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Checks the rules that involve more than one setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.refresh_idle_secs > self.session_max_secs {
+            return Err(format!(
+                "AUTHD_REFRESH_IDLE_SECS ({}) must not exceed AUTHD_SESSION_MAX_SECS ({})",
+                self.refresh_idle_secs, self.session_max_secs
+            ));
+        }
+        if let Some(issuer) = &self.issuer {
+            origin_of(issuer).ok_or_else(|| {
+                format!("AUTHD_ISSUER must be an http(s) URL such as https://auth.example.com, got {issuer:?}")
+            })?;
+        }
+        if self.audience.trim().is_empty() {
+            return Err("AUTHD_AUDIENCE must not be empty".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The `iss` claim: the configured issuer, or `http://` + the listen address.
+    pub fn issuer_for(&self, bound: SocketAddr) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// A validated list of web origins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins(pub Vec<String>);
+
+fn parse_origins(raw: &str) -> Result<Origins, String> {
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match origin_of(item) {
+            Some(origin) if origin == item.trim_end_matches('/') => out.push(origin),
+            _ => {
+                return Err(format!(
+                    "{item:?} is not an origin (scheme://host[:port], no path)"
+                ));
+            }
+        }
+    }
+    Ok(Origins(out))
+}
+
+/// `scheme://host[:port]` of an http(s) URL, lower-cased, or `None`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+fn parse_switch(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" | "" => Ok(false),
+        other => Err(format!("expected on or off, got {other:?}")),
+    }
+}

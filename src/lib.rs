@@ -1,0 +1,11 @@
+//! authd: an auth server whose logout really logs JWTs out.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod passwords;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,110 @@
+//! The security log.
+use entity::security_events;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::sessions::ClientMeta;
+use super::{Store, StoreError};
+
+/// The kinds of security event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Login,
+    LoginFailed,
+    Logout,
+    SessionRevoked,
+    RefreshTokenReused,
+    PasswordChanged,
+}
+
+impl EventKind {
+    /// The name clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::LoginFailed => "login_failed",
+            Self::Logout => "logout",
+            Self::SessionRevoked => "session_revoked",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+/// One recorded event.
+#[derive(Debug, Clone)]
+pub struct SecurityEvent {
+    pub kind: String,
+    pub at: i64,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub(super) fn row(
+    user_id: &str,
+    kind: EventKind,
+    at: i64,
+    session_id: Option<&str>,
+    meta: &ClientMeta,
+) -> security_events::ActiveModel {
+    security_events::ActiveModel {
+        id: NotSet,
+        user_id: Set(user_id.to_owned()),
+        kind: Set(kind.as_str().to_owned()),
+        at: Set(at),
+        session_id: Set(session_id.map(str::to_owned)),
+        ip: Set(meta.ip.clone()),
+        user_agent: Set(meta.user_agent.clone()),
+    }
+}
+
+pub(super) async fn record<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    kind: EventKind,
+    at: i64,
+    session_id: Option<&str>,
+    meta: &ClientMeta,
+) -> Result<(), StoreError> {
+    security_events::Entity::insert(row(user_id, kind, at, session_id, meta))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Records one event outside any other change (for example a failed login).
+    pub async fn record_event(
+        &self,
+        user_id: &str,
+        kind: EventKind,
+        at: i64,
+        session_id: Option<&str>,
+        meta: &ClientMeta,
+    ) -> Result<(), StoreError> {
+        record(&self.db, user_id, kind, at, session_id, meta).await
+    }
+
+    /// The user's most recent events, newest first.
+    pub async fn recent_events(&self, user_id: &str, limit: u64) -> Result<Vec<SecurityEvent>, StoreError> {
+        Ok(security_events::Entity::find()
+            .filter(security_events::Column::UserId.eq(user_id))
+            .order_by_desc(security_events::Column::At)
+            .order_by_desc(security_events::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|e| SecurityEvent {
+                kind: e.kind,
+                at: e.at,
+                session_id: e.session_id,
+                ip: e.ip,
+                user_agent: e.user_agent,
+            })
+            .collect())
+    }
+}

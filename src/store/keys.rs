@@ -1,0 +1,77 @@
+//! Signing keys, shared by every instance through the database.
+use entity::signing_keys;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter};
+
+use super::{Store, StoreError};
+use crate::tokens::KeyRecord;
+
+impl From<signing_keys::Model> for KeyRecord {
+    fn from(m: signing_keys::Model) -> Self {
+        Self {
+            kid: m.kid,
+            private_pkcs8: m.private_pkcs8,
+            public_key: m.public_key,
+            created_at: m.created_at,
+            retired_at: m.retired_at,
+        }
+    }
+}
+
+fn row(key: KeyRecord) -> signing_keys::ActiveModel {
+    signing_keys::ActiveModel {
+        kid: Set(key.kid),
+        algorithm: Set("EdDSA".to_owned()),
+        private_pkcs8: Set(key.private_pkcs8),
+        public_key: Set(key.public_key),
+        created_at: Set(key.created_at),
+        retired_at: Set(key.retired_at),
+    }
+}
+
+impl Store {
+    /// The keys that still verify at `now`: unretired ones, and retired ones whose last
+    /// tokens may not have expired yet (retired after `now - overlap_secs`).
+    pub async fn live_keys(&self, now: i64, overlap_secs: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(signing_keys::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(signing_keys::Column::RetiredAt.is_null())
+                    .add(signing_keys::Column::RetiredAt.gt(now - overlap_secs)),
+            )
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(KeyRecord::from)
+            .collect())
+    }
+
+    /// Stores `key` as the only current key if there is none yet (first start). Two instances
+    /// starting at once may both insert; the newest then signs, and both verify.
+    pub async fn ensure_key(&self, key: KeyRecord) -> Result<bool, StoreError> {
+        let txn = self.begin_write().await?;
+        let any = signing_keys::Entity::find()
+            .filter(signing_keys::Column::RetiredAt.is_null())
+            .one(&txn)
+            .await?
+            .is_some();
+        if !any {
+            signing_keys::Entity::insert(row(key)).exec_without_returning(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(!any)
+    }
+
+    /// Makes `key` current and retires every other current key at `now`, atomically.
+    pub async fn rotate_key(&self, key: KeyRecord, now: i64) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        signing_keys::Entity::update_many()
+            .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
+            .filter(signing_keys::Column::RetiredAt.is_null())
+            .exec(&txn)
+            .await?;
+        signing_keys::Entity::insert(row(key)).exec_without_returning(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! The only code that issues queries. It returns domain results and [`StoreError`], never a
+//! `DbErr`, and knows nothing of HTTP.
+//!
+//! Every state change is one transaction; on SQLite write transactions start with
+//! `BEGIN IMMEDIATE`, because a deferred transaction that reads then writes fails at once with
+//! "database is locked" when another writer got there first.
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, RuntimeErr, TransactionOptions, TransactionTrait,
+};
+
+use crate::config::DbConfig;
+
+mod events;
+mod keys;
+mod prune;
+mod sessions;
+mod users;
+
+pub use events::{EventKind, SecurityEvent};
+pub use prune::Pruned;
+pub use sessions::{
+    ClientMeta, EndReason, EndedSession, NewSession, Rotation, SessionInfo, SessionScope,
+    Successor,
+};
+pub use users::{NewUser, User};
+
+/// A storage failure, already sorted into what the client should hear.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (connection refused, pool timed out, shutting down).
+    #[error("database unavailable: {0}")]
+    Unavailable(DbErr),
+    /// Any other database failure: a bug or corruption.
+    #[error("database error: {0}")]
+    Db(DbErr),
+    /// Stored data that cannot be used.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Db(err)
+        }
+    }
+}
+
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as S;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                S::Io(_) | S::PoolTimedOut | S::PoolClosed | S::WorkerCrashed | S::Protocol(_) => {
+                    true
+                }
+                S::Database(db) => {
+                    // Postgres: admin shutdown, crash shutdown, cannot connect now, statement
+                    // timeout. SQLite: busy / locked past the busy timeout.
+                    matches!(
+                        db.code().as_deref(),
+                        Some("57P01" | "57P02" | "57P03" | "57014" | "5" | "6" | "517")
+                    )
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The database handle.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `DATABASE_URL`. SQLite gets WAL, `synchronous=NORMAL`, a busy timeout and
+    /// foreign keys; the pool size and acquire timeout come from the config.
+    pub async fn connect(cfg: &DbConfig) -> Result<Self, StoreError> {
+        let mut opts = ConnectOptions::new(cfg.database_url.clone());
+        opts.max_connections(cfg.db_max_connections)
+            .min_connections(1)
+            .acquire_timeout(cfg.acquire_timeout())
+            .connect_timeout(cfg.acquire_timeout())
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(opts).await?;
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// A cheap round trip, for the health probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    /// The raw connection, for tests and tools.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let opts = TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = if self.backend() == DatabaseBackend::Sqlite {
+            self.db.begin_with_options(opts).await?
+        } else {
+            self.db.begin().await?
+        };
+        Ok(txn)
+    }
+}

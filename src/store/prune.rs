@@ -1,0 +1,99 @@
+//! Removes what can no longer matter, in bounded batches so no transaction holds the write
+//! lock for long: ended and expired sessions (their refresh tokens go with them), revoked-list
+//! entries whose access tokens have all expired, sealed successors past the grace window,
+//! security events past their retention, and retired keys past their overlap.
+use entity::{refresh_tokens, revoked_sessions, security_events, sessions, signing_keys};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+
+use super::{Store, StoreError};
+
+/// Rows deleted per statement.
+const BATCH: u64 = 1000;
+
+/// How long security events are kept, in seconds (90 days).
+pub const EVENT_RETENTION_SECS: i64 = 90 * 24 * 3600;
+
+/// What one pruning pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: u64,
+    pub revocations: u64,
+    pub sealed_successors: u64,
+    pub events: u64,
+    pub keys: u64,
+}
+
+impl Store {
+    /// One pruning pass at `now`.
+    pub async fn prune(&self, now: i64, grace_secs: i64, key_overlap_secs: i64) -> Result<Pruned, StoreError> {
+        let mut out = Pruned::default();
+        loop {
+            let ids: Vec<String> = sessions::Entity::find()
+                .filter(
+                    Condition::any()
+                        .add(sessions::Column::IdleExpiresAt.lte(now))
+                        .add(sessions::Column::AbsoluteExpiresAt.lte(now)),
+                )
+                .select_only()
+                .column(sessions::Column::Id)
+                .limit(BATCH)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            if ids.is_empty() {
+                break;
+            }
+            let txn = self.begin_write().await?;
+            let n = sessions::Entity::delete_many()
+                .filter(sessions::Column::Id.is_in(ids))
+                .filter(
+                    Condition::any()
+                        .add(sessions::Column::IdleExpiresAt.lte(now))
+                        .add(sessions::Column::AbsoluteExpiresAt.lte(now)),
+                )
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            txn.commit().await?;
+            out.sessions += n;
+            if n == 0 {
+                break;
+            }
+        }
+        out.revocations = revoked_sessions::Entity::delete_many()
+            .filter(revoked_sessions::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        out.sealed_successors = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::SuccessorSealed, Expr::value(Option::<Vec<u8>>::None))
+            .filter(refresh_tokens::Column::SuccessorSealed.is_not_null())
+            .filter(refresh_tokens::Column::UsedAt.lte(now - grace_secs))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        out.events = security_events::Entity::delete_many()
+            .filter(security_events::Column::At.lte(now - EVENT_RETENTION_SECS))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        out.keys = signing_keys::Entity::delete_many()
+            .filter(signing_keys::Column::RetiredAt.lte(now - key_overlap_secs))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(out)
+    }
+
+    /// Revocations still in force at `now`, to load into memory at start.
+    pub async fn live_revocations(&self, now: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        Ok(revoked_sessions::Entity::find()
+            .filter(revoked_sessions::Column::ExpiresAt.gt(now))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.session_id, r.expires_at))
+            .collect())
+    }
+}

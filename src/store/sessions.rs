@@ -1,0 +1,476 @@
+//! Sessions (refresh families), their refresh tokens, and the ending of sessions.
+//!
+//! A rotation is one write transaction: the presented token is consumed by a conditional
+//! `UPDATE ... WHERE used_at IS NULL` whose `rows_affected` decides the winner, and the successor
+//! is inserted in the same transaction. What happens to an already-rotated token is decided by
+//! [`refresh::decide`](crate::tokens::refresh::decide).
+use entity::{refresh_tokens, revoked_sessions, security_events, sessions, users};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::events::EventKind;
+use super::{Store, StoreError};
+use crate::tokens::refresh::{self, Decision, Rotated};
+
+/// Where a request came from, for sessions and security events.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A live session.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub last_refreshed_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionInfo {
+    /// When the session ends unless refreshed.
+    pub fn expires_at(&self) -> i64 {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    fn is_live(&self, now: i64) -> bool {
+        now < self.expires_at()
+    }
+}
+
+impl From<sessions::Model> for SessionInfo {
+    fn from(m: sessions::Model) -> Self {
+        Self {
+            id: m.id,
+            user_id: m.user_id,
+            created_at: m.created_at,
+            last_refreshed_at: m.last_refreshed_at,
+            idle_expires_at: m.idle_expires_at,
+            absolute_expires_at: m.absolute_expires_at,
+            user_agent: m.user_agent,
+            ip: m.ip,
+        }
+    }
+}
+
+/// What login stores.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: String,
+    pub now: i64,
+    pub idle_secs: i64,
+    pub max_secs: i64,
+    pub meta: ClientMeta,
+    /// Hash of the first refresh token.
+    pub token_hash: Vec<u8>,
+}
+
+/// The token that replaces the presented one if this rotation wins.
+#[derive(Debug, Clone)]
+pub struct Successor {
+    pub hash: Vec<u8>,
+    /// The successor sealed under the presented token (for grace replays).
+    pub sealed: Vec<u8>,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: it is consumed and the successor is now current.
+    Rotated { session: SessionInfo, email: String },
+    /// The token was rotated moments ago and its successor is unused: here is that successor,
+    /// sealed under the presented token.
+    Replayed {
+        session: SessionInfo,
+        email: String,
+        sealed: Vec<u8>,
+    },
+    /// A rotated token came back outside the grace window: its session is now ended.
+    Reused(EndedSession),
+    /// Unknown token, or its session has expired.
+    Invalid,
+}
+
+/// Which of a user's sessions to end.
+#[derive(Debug, Clone)]
+pub enum SessionScope {
+    One(String),
+    AllExcept(String),
+    All,
+}
+
+/// Why sessions end; decides the security event recorded for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The session's own holder logged out.
+    Logout,
+    /// Ended from another session (`DELETE /auth/sessions/{id}`, logout `others`/`global`).
+    Revoked,
+    /// A rotated refresh token was presented again.
+    Reused,
+    /// The password changed.
+    PasswordChanged,
+    /// An operator disabled the user or revoked their sessions.
+    Operator,
+}
+
+impl EndReason {
+    fn event(self) -> EventKind {
+        match self {
+            Self::Logout => EventKind::Logout,
+            Self::Reused => EventKind::RefreshTokenReused,
+            Self::Revoked | Self::PasswordChanged | Self::Operator => EventKind::SessionRevoked,
+        }
+    }
+}
+
+/// A session that just ended; its access tokens must be refused until `horizon`.
+#[derive(Debug, Clone)]
+pub struct EndedSession {
+    pub session_id: String,
+    pub user_id: String,
+    pub horizon: i64,
+}
+
+impl Store {
+    /// Opens a session with its first refresh token and records the `login` event.
+    pub async fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError> {
+        let idle = (new.now + new.idle_secs).min(new.now + new.max_secs);
+        let row = sessions::Model {
+            id: new.id.clone(),
+            user_id: new.user_id.clone(),
+            created_at: new.now,
+            last_refreshed_at: new.now,
+            idle_expires_at: idle,
+            absolute_expires_at: new.now + new.max_secs,
+            user_agent: new.meta.user_agent.clone(),
+            ip: new.meta.ip.clone(),
+        };
+        let txn = self.begin_write().await?;
+        sessions::Entity::insert(sessions::ActiveModel::from(row.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        insert_token(&txn, new.token_hash, &new.id, 0, new.now).await?;
+        super::events::record(&txn, &new.user_id, EventKind::Login, new.now, Some(&new.id), &new.meta)
+            .await?;
+        txn.commit().await?;
+        Ok(row.into())
+    }
+
+    /// Presents a refresh token (by hash). See [`Rotation`] for the outcomes.
+    pub async fn rotate(
+        &self,
+        presented: Vec<u8>,
+        successor: Successor,
+        now: i64,
+        idle_secs: i64,
+        grace_secs: i64,
+        horizon: i64,
+        meta: &ClientMeta,
+    ) -> Result<Rotation, StoreError> {
+        let txn = self.begin_write().await?;
+        let Some(mut token) = refresh_tokens::Entity::find_by_id(presented.clone()).one(&txn).await? else {
+            return Ok(Rotation::Invalid);
+        };
+        let Some(session) = sessions::Entity::find_by_id(token.session_id.clone()).one(&txn).await? else {
+            return Ok(Rotation::Invalid);
+        };
+        let session = SessionInfo::from(session);
+        if !session.is_live(now) {
+            return Ok(Rotation::Invalid);
+        }
+        let Some(user) = users::Entity::find_by_id(session.user_id.clone()).one(&txn).await? else {
+            return Ok(Rotation::Invalid);
+        };
+        if user.disabled {
+            return Ok(Rotation::Invalid);
+        }
+
+        if token.used_at.is_none() {
+            let won = refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+                .col_expr(refresh_tokens::Column::SuccessorHash, Expr::value(successor.hash.clone()))
+                .col_expr(refresh_tokens::Column::SuccessorSealed, Expr::value(successor.sealed))
+                .filter(refresh_tokens::Column::TokenHash.eq(presented.clone()))
+                .filter(refresh_tokens::Column::UsedAt.is_null())
+                .exec(&txn)
+                .await?
+                .rows_affected
+                == 1;
+            if won {
+                insert_token(&txn, successor.hash, &session.id, token.generation + 1, now).await?;
+                let idle_expires_at = (now + idle_secs).min(session.absolute_expires_at);
+                sessions::Entity::update_many()
+                    .col_expr(sessions::Column::LastRefreshedAt, Expr::value(now))
+                    .col_expr(sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
+                    .filter(sessions::Column::Id.eq(session.id.clone()))
+                    .exec(&txn)
+                    .await?;
+                txn.commit().await?;
+                let session = SessionInfo {
+                    last_refreshed_at: now,
+                    idle_expires_at,
+                    ..session
+                };
+                return Ok(Rotation::Rotated { session, email: user.email });
+            }
+            // Another transaction rotated it between our read and our update (Postgres, READ
+            // COMMITTED): read what it wrote and treat the token as rotated.
+            match refresh_tokens::Entity::find_by_id(presented).one(&txn).await? {
+                Some(t) if t.used_at.is_some() => token = t,
+                _ => return Ok(Rotation::Invalid),
+            }
+        }
+
+        let used_at = token.used_at.unwrap_or(now);
+        let successor_used = match &token.successor_hash {
+            Some(h) => refresh_tokens::Entity::find_by_id(h.clone())
+                .one(&txn)
+                .await?
+                .is_none_or(|s| s.used_at.is_some()),
+            None => true,
+        };
+        let rotated = Rotated {
+            used_at,
+            successor_used,
+            successor_sealed: token.successor_sealed.is_some(),
+        };
+        match (refresh::decide(rotated, now, grace_secs), token.successor_sealed) {
+            (Decision::Replay, Some(sealed)) => {
+                txn.commit().await?;
+                Ok(Rotation::Replayed { session, email: user.email, sealed })
+            }
+            _ => {
+                let mut ended = end_sessions_in(
+                    &txn,
+                    &session.user_id,
+                    &SessionScope::One(session.id.clone()),
+                    EndReason::Reused,
+                    now,
+                    horizon,
+                    meta,
+                )
+                .await?;
+                txn.commit().await?;
+                Ok(ended.pop().map_or(Rotation::Invalid, Rotation::Reused))
+            }
+        }
+    }
+
+    /// The session a refresh token (current or rotated) belongs to, and whether it is current.
+    pub async fn session_of_token(
+        &self,
+        hash: Vec<u8>,
+        now: i64,
+    ) -> Result<Option<(SessionInfo, bool)>, StoreError> {
+        let Some(token) = refresh_tokens::Entity::find_by_id(hash).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let session = sessions::Entity::find_by_id(token.session_id)
+            .one(&self.db)
+            .await?
+            .map(SessionInfo::from)
+            .filter(|s| s.is_live(now));
+        Ok(session.map(|s| (s, token.used_at.is_none())))
+    }
+
+    /// Ends the user's sessions in `scope`, records an event for each and adds them to the
+    /// revoked list until `horizon`. Returns the sessions that ended.
+    pub async fn end_sessions(
+        &self,
+        user_id: &str,
+        scope: SessionScope,
+        reason: EndReason,
+        now: i64,
+        horizon: i64,
+        meta: &ClientMeta,
+    ) -> Result<Vec<EndedSession>, StoreError> {
+        let txn = self.begin_write().await?;
+        let ended = end_sessions_in(&txn, user_id, &scope, reason, now, horizon, meta).await?;
+        txn.commit().await?;
+        Ok(ended)
+    }
+
+    /// The user's live sessions, most recently refreshed first.
+    pub async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        Ok(sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::IdleExpiresAt.gt(now))
+            .filter(sessions::Column::AbsoluteExpiresAt.gt(now))
+            .order_by_desc(sessions::Column::LastRefreshedAt)
+            .order_by_desc(sessions::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(SessionInfo::from)
+            .collect())
+    }
+
+    /// Changes the password hash, ends every other session of the user and records
+    /// `password_changed`, in one transaction.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        keep_session: &str,
+        password_hash: String,
+        now: i64,
+        horizon: i64,
+        meta: &ClientMeta,
+    ) -> Result<Vec<EndedSession>, StoreError> {
+        let txn = self.begin_write().await?;
+        users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(&txn)
+            .await?;
+        super::events::record(&txn, user_id, EventKind::PasswordChanged, now, Some(keep_session), meta)
+            .await?;
+        let ended = end_sessions_in(
+            &txn,
+            user_id,
+            &SessionScope::AllExcept(keep_session.to_owned()),
+            EndReason::PasswordChanged,
+            now,
+            horizon,
+            meta,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(ended)
+    }
+
+    /// Disables or enables a user by email; disabling ends all their sessions in the same
+    /// transaction. `None` when there is no such user.
+    pub async fn set_user_disabled(
+        &self,
+        email: &str,
+        disabled: bool,
+        now: i64,
+        horizon: i64,
+    ) -> Result<Option<Vec<EndedSession>>, StoreError> {
+        let txn = self.begin_write().await?;
+        let Some(user) = users::Entity::find()
+            .filter(users::Column::Email.eq(email))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        users::Entity::update_many()
+            .col_expr(users::Column::Disabled, Expr::value(disabled))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Id.eq(user.id.clone()))
+            .exec(&txn)
+            .await?;
+        let ended = if disabled {
+            let meta = ClientMeta::default();
+            end_sessions_in(&txn, &user.id, &SessionScope::All, EndReason::Operator, now, horizon, &meta)
+                .await?
+        } else {
+            Vec::new()
+        };
+        txn.commit().await?;
+        Ok(Some(ended))
+    }
+
+    /// Revocations with an id above `cursor`, oldest first: `(id, session_id, expires_at, revoked_at)`.
+    pub async fn revocations_after(
+        &self,
+        cursor: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, String, i64, i64)>, StoreError> {
+        Ok(revoked_sessions::Entity::find()
+            .filter(revoked_sessions::Column::Id.gt(cursor))
+            .order_by_asc(revoked_sessions::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.session_id, r.expires_at, r.revoked_at))
+            .collect())
+    }
+}
+
+async fn insert_token<C: ConnectionTrait>(
+    db: &C,
+    hash: Vec<u8>,
+    session_id: &str,
+    generation: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
+        token_hash: Set(hash),
+        session_id: Set(session_id.to_owned()),
+        generation: Set(generation),
+        created_at: Set(now),
+        used_at: Set(None),
+        successor_hash: Set(None),
+        successor_sealed: Set(None),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+async fn end_sessions_in<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    scope: &SessionScope,
+    reason: EndReason,
+    now: i64,
+    horizon: i64,
+    meta: &ClientMeta,
+) -> Result<Vec<EndedSession>, StoreError> {
+    let mut query = sessions::Entity::find().filter(sessions::Column::UserId.eq(user_id));
+    query = match scope {
+        SessionScope::One(id) => query.filter(sessions::Column::Id.eq(id.clone())),
+        SessionScope::AllExcept(id) => query.filter(sessions::Column::Id.ne(id.clone())),
+        SessionScope::All => query,
+    };
+    let ids: Vec<String> = query
+        .select_only()
+        .column(sessions::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Refresh tokens go with their session (ON DELETE CASCADE).
+    sessions::Entity::delete_many()
+        .filter(sessions::Column::Id.is_in(ids.clone()))
+        .exec(db)
+        .await?;
+    revoked_sessions::Entity::insert_many(ids.iter().map(|id| revoked_sessions::ActiveModel {
+        id: NotSet,
+        session_id: Set(id.clone()),
+        user_id: Set(user_id.to_owned()),
+        revoked_at: Set(now),
+        expires_at: Set(horizon),
+    }))
+    .exec_without_returning(db)
+    .await?;
+    security_events::Entity::insert_many(ids.iter().map(|id| {
+        super::events::row(user_id, reason.event(), now, Some(id), meta)
+    }))
+    .exec_without_returning(db)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .map(|session_id| EndedSession {
+            session_id,
+            user_id: user_id.to_owned(),
+            horizon,
+        })
+        .collect())
+}

@@ -1,0 +1,96 @@
+//! Accounts.
+use entity::users;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
+
+use super::{Store, StoreError};
+
+/// An account as the rest of the server sees it.
+#[derive(Clone)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<users::Model> for User {
+    fn from(m: users::Model) -> Self {
+        Self {
+            id: m.id,
+            email: m.email,
+            password_hash: m.password_hash,
+            disabled: m.disabled,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// What registration stores.
+#[derive(Clone)]
+pub struct NewUser {
+    pub id: String,
+    /// Already normalised.
+    pub email: String,
+    pub password_hash: String,
+    pub now: i64,
+}
+
+impl Store {
+    /// Creates a user; `Ok(false)` when the email is taken (decided by the unique index, so two
+    /// racing registrations cannot both win).
+    pub async fn create_user(&self, new: NewUser) -> Result<bool, StoreError> {
+        let row = users::ActiveModel {
+            id: Set(new.id),
+            email: Set(new.email),
+            password_hash: Set(new.password_hash),
+            disabled: Set(false),
+            created_at: Set(new.now),
+            updated_at: Set(new.now),
+        };
+        match users::Entity::insert(row).exec_without_returning(&self.db).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user with this (normalised) email.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Email.eq(email))
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+
+    /// The user with this id.
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(users::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+
+    /// Every user, oldest first (for `authd users list`).
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        Ok(users::Entity::find()
+            .order_by_asc(users::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(User::from)
+            .collect())
+    }
+}

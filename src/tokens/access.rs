@@ -1,0 +1,192 @@
+//! Access tokens: short-lived EdDSA JWTs (`typ: at+jwt`), verified without a database read.
+//!
+//! Verification pins the algorithm and the key (by `kid`, from our own key set only), refuses
+//! any header that asks to fetch or embed a key or declares critical extensions, requires every
+//! claim, checks `iss`, `aud` and `exp` against the injected clock with the configured leeway,
+//! and finally rejects the tokens of ended sessions through the in-memory revoked set.
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{KeyError, KeySet};
+use super::revoked::RevokedSet;
+use crate::clock::SharedClock;
+
+/// The `typ` header of authd's access tokens (RFC 9068).
+pub const TYP: &str = "at+jwt";
+/// Tokens longer than this are rejected before any parsing.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The claims of an access token. Every one is required.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// User id.
+    pub sub: String,
+    /// Session id.
+    pub sid: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// The user's email, so that `/me` needs no database read.
+    pub email: String,
+}
+
+/// Why an access token was refused. Every variant answers the same 401 `invalid_token`; the
+/// distinction only reaches the debug log.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("forbidden header")]
+    ForbiddenHeader,
+    #[error("unknown key")]
+    UnknownKey,
+    #[error("bad signature or claims")]
+    Invalid,
+    #[error("expired")]
+    Expired,
+    #[error("issued in the future")]
+    NotYetValid,
+    #[error("session ended")]
+    Revoked,
+}
+
+/// Signs and verifies access tokens.
+#[derive(Clone)]
+pub struct AccessTokens {
+    keys: Arc<KeySet>,
+    revoked: Arc<RevokedSet>,
+    clock: SharedClock,
+    issuer: String,
+    audience: String,
+    ttl_secs: i64,
+    leeway_secs: i64,
+    validation: Arc<Validation>,
+}
+
+impl std::fmt::Debug for AccessTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokens")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a new access token is about.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub email: &'a str,
+    pub session_id: &'a str,
+    /// The session's absolute end: no token outlives its session.
+    pub session_expires_at: i64,
+}
+
+impl AccessTokens {
+    /// A signer/verifier for `issuer` and `audience`.
+    pub fn new(
+        keys: Arc<KeySet>,
+        revoked: Arc<RevokedSet>,
+        clock: SharedClock,
+        issuer: String,
+        audience: String,
+        ttl_secs: i64,
+        leeway_secs: i64,
+    ) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&audience]);
+        // exp is checked against the injected clock below, not the wall clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        Self {
+            keys,
+            revoked,
+            clock,
+            issuer,
+            audience,
+            ttl_secs,
+            leeway_secs,
+            validation: Arc::new(validation),
+        }
+    }
+
+    /// Signs a token for `subject`; returns it with its lifetime in seconds.
+    pub fn sign(&self, subject: &Subject<'_>) -> Result<(String, i64), KeyError> {
+        let key = self.keys.signing()?;
+        let now = self.clock.now();
+        let exp = (now + self.ttl_secs).min(subject.session_expires_at);
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.user_id.to_owned(),
+            sid: subject.session_id.to_owned(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp,
+            email: subject.email.to_owned(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(TYP.to_owned());
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|_| KeyError::Malformed { kid: key.kid.clone() })?;
+        Ok((token, exp - now))
+    }
+
+    /// Verifies `token` completely, including that its session has not ended.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA
+            || header.typ.as_deref() != Some(TYP)
+            || header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some()
+            || header.enc.is_some()
+            || header.zip.is_some()
+            || header.extras.contains_key("b64")
+        {
+            return Err(TokenError::ForbiddenHeader);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.verifying(kid).ok_or(TokenError::UnknownKey)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        let now = self.clock.now();
+        if now > claims.exp.saturating_add(self.leeway_secs) {
+            return Err(TokenError::Expired);
+        }
+        if claims.iat > now.saturating_add(self.leeway_secs) {
+            return Err(TokenError::NotYetValid);
+        }
+        if self.revoked.contains(&claims.sid) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Lifetime of new tokens, in seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    /// Until when (unix seconds) a token signed now may still verify: the horizon of a
+    /// revoked-session entry or a retired key.
+    pub fn horizon_from(&self, now: i64) -> i64 {
+        now + self.ttl_secs + self.leeway_secs
+    }
+}

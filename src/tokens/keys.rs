@@ -1,0 +1,188 @@
+//! The Ed25519 keys that sign access tokens: the current one signs, every key not yet past its
+//! overlap verifies and is published in the JWKS.
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use serde::Serialize;
+
+/// A stored key, as the database hands it over.
+#[derive(Clone)]
+pub struct KeyRecord {
+    pub kid: String,
+    /// PKCS#8 DER of the private key.
+    pub private_pkcs8: Vec<u8>,
+    /// Raw 32-byte public key.
+    pub public_key: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Key material that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key {kid}: malformed Ed25519 key material")]
+    Malformed { kid: String },
+    #[error("no signing key is available")]
+    NoCurrentKey,
+    #[error("key generation failed")]
+    Generation,
+}
+
+impl KeyRecord {
+    /// A fresh Ed25519 key created at `now`.
+    pub fn generate(now: i64) -> Result<Self, KeyError> {
+        let pair = Ed25519KeyPair::generate().map_err(|_| KeyError::Generation)?;
+        let pkcs8 = pair.to_pkcs8v1().map_err(|_| KeyError::Generation)?;
+        let public = pair.public_key().as_ref().to_vec();
+        Ok(Self {
+            kid: kid_of(&public),
+            private_pkcs8: pkcs8.as_ref().to_vec(),
+            public_key: public,
+            created_at: now,
+            retired_at: None,
+        })
+    }
+}
+
+/// The kid is a truncated SHA-256 thumbprint of the public key: it reveals nothing, and two
+/// instances generating keys at once cannot collide.
+fn kid_of(public: &[u8]) -> String {
+    use sha2::Digest;
+    URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(public)[..16])
+}
+
+/// One JSON Web Key (OKP / Ed25519).
+#[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// Key id, matched against the `kid` header of access tokens.
+    pub kid: String,
+    /// Always `EdDSA`.
+    pub alg: String,
+    /// Always `sig`.
+    #[oai(rename = "use")]
+    #[serde(rename = "use")]
+    pub use_: String,
+}
+
+pub(crate) struct SigningKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+}
+
+struct Snapshot {
+    signing: Option<Arc<SigningKey>>,
+    verifying: HashMap<String, Arc<DecodingKey>>,
+    jwks: Vec<Jwk>,
+}
+
+/// The live key set, swapped whole when the database's keys change.
+pub struct KeySet {
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet").finish_non_exhaustive()
+    }
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self {
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                signing: None,
+                verifying: HashMap::new(),
+                jwks: Vec::new(),
+            })),
+        }
+    }
+}
+
+impl KeySet {
+    /// Replaces the keys. `records` are the keys still inside their overlap (the caller drops
+    /// the ones whose tokens have all expired); the newest unretired one signs.
+    pub fn load(&self, records: &[KeyRecord]) -> Result<(), KeyError> {
+        let mut verifying = HashMap::new();
+        let mut jwks = Vec::new();
+        let mut newest: Option<&KeyRecord> = None;
+        for r in records {
+            let pair = Ed25519KeyPair::from_pkcs8(&r.private_pkcs8)
+                .map_err(|_| KeyError::Malformed { kid: r.kid.clone() })?;
+            if pair.public_key().as_ref() != r.public_key.as_slice() {
+                return Err(KeyError::Malformed { kid: r.kid.clone() });
+            }
+            verifying.insert(r.kid.clone(), Arc::new(DecodingKey::from_ed_der(&r.public_key)));
+            jwks.push(Jwk {
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                x: URL_SAFE_NO_PAD.encode(&r.public_key),
+                kid: r.kid.clone(),
+                alg: "EdDSA".into(),
+                use_: "sig".into(),
+            });
+            if r.retired_at.is_none()
+                && newest.is_none_or(|n| (r.created_at, &r.kid) > (n.created_at, &n.kid))
+            {
+                newest = Some(r);
+            }
+        }
+        let signing = newest.map(|r| {
+            Arc::new(SigningKey {
+                kid: r.kid.clone(),
+                encoding: EncodingKey::from_ed_der(&r.private_pkcs8),
+            })
+        });
+        jwks.sort_by(|a, b| a.kid.cmp(&b.kid));
+        let snapshot = Arc::new(Snapshot { signing, verifying, jwks });
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn signing(&self) -> Result<Arc<SigningKey>, KeyError> {
+        self.current().signing.clone().ok_or(KeyError::NoCurrentKey)
+    }
+
+    pub(crate) fn verifying(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.current().verifying.get(kid).cloned()
+    }
+
+    /// The kid of the key that signs now.
+    pub fn current_kid(&self) -> Option<String> {
+        self.current().signing.as_ref().map(|k| k.kid.clone())
+    }
+
+    /// The public keys, for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Vec<Jwk> {
+        self.current().jwks.clone()
+    }
+
+    /// Is a signing key loaded?
+    pub fn is_ready(&self) -> bool {
+        self.current().signing.is_some()
+    }
+}
+

@@ -1,0 +1,13 @@
+//! Tokens: access JWTs (sign, verify, keys, JWKS), the in-memory set of revoked sessions, and
+//! refresh tokens (mint, hash, seal, and the rotation / reuse / grace policy).
+//! Nothing here knows about the database or HTTP.
+
+pub mod access;
+pub mod keys;
+pub mod refresh;
+pub mod revoked;
+
+pub use access::{AccessClaims, AccessTokens, TokenError};
+pub use keys::{KeyRecord, KeySet};
+pub use refresh::RefreshToken;
+pub use revoked::RevokedSet;
