@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{EndpointExt, Route, Server};
+use poem::{EndpointExt, IntoResponse, Route, Server};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, CookiePolicy, Inner, OriginPolicy, Settings};
@@ -152,7 +152,15 @@ pub async fn start(
         tokio::spawn(prune_loop(state.clone(), Duration::from_secs(cfg.prune_interval_secs), overlap)),
     ];
 
-    let app = routes().data(state.clone()).around(|ep, req| async move { api::guard::guard(&ep, req).await });
+    let app = routes()
+        .with(poem::middleware::CookieJarManager::new())
+        .with(poem::middleware::CatchPanic::new().with_handler(panic_response))
+        .data(state.clone());
+    let guard_state = state.clone();
+    let app = app.around(move |ep, req| {
+        let state = guard_state.clone();
+        async move { api::guard::guard(&ep, &state, req).await }
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let stop = async move {
@@ -175,6 +183,11 @@ pub async fn start(
     state.ready.store(true, Ordering::Release);
     tracing::info!(%addr, "authd listening");
     Ok(RunningApp { addr, state, shutdown: Some(tx), server, tasks })
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
+    tracing::error!("a request handler panicked");
+    crate::error::ApiError::Internal.into_response()
 }
 
 /// The routes: the API, the docs UI and the spec.

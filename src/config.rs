@@ -81,15 +81,15 @@ pub struct ServeConfig {
     pub allowed_origins: Origins,
 
     /// Read the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
-    #[arg(long, env = "AUTHD_TRUST_PROXY", value_name = "AUTHD_TRUST_PROXY", default_value = "off", value_parser = parse_switch)]
+    #[arg(long, env = "AUTHD_TRUST_PROXY", value_name = "AUTHD_TRUST_PROXY", default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
 
     /// Drop `Secure` and the `__Host-` prefix from cookies (plain-HTTP development only).
-    #[arg(long, env = "AUTHD_INSECURE_COOKIES", value_name = "AUTHD_INSECURE_COOKIES", default_value = "off", value_parser = parse_switch)]
+    #[arg(long, env = "AUTHD_INSECURE_COOKIES", value_name = "AUTHD_INSECURE_COOKIES", default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub insecure_cookies: bool,
 
     /// Throttle login, register and refresh (`off` for load tests).
-    #[arg(long, env = "AUTHD_RATE_LIMITS", value_name = "AUTHD_RATE_LIMITS", default_value = "on", value_parser = parse_switch)]
+    #[arg(long, env = "AUTHD_RATE_LIMITS", value_name = "AUTHD_RATE_LIMITS", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub rate_limits: bool,
 
     /// Clock-skew allowance on `exp`, in seconds.

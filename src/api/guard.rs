@@ -15,13 +15,12 @@ const CORS_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const CORS_HEADERS: &str = "authorization, content-type, x-requested-with";
 
 /// Runs `ep` for `req` under every rule of this module.
-pub async fn guard<E: Endpoint>(ep: &E, mut req: Request) -> poem::Result<Response> {
-    let state = req.data::<AppState>().cloned();
+pub async fn guard<E: Endpoint>(ep: &E, state: &AppState, mut req: Request) -> poem::Result<Response> {
     let origin = req
         .headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .filter(|o| state.as_ref().is_some_and(|s| s.origins.is_allowed_cross_origin(o)))
+        .filter(|o| state.origins.is_allowed_cross_origin(o))
         .map(str::to_owned);
     let path = req.uri().path().to_owned();
 
@@ -58,7 +57,7 @@ pub async fn guard<E: Endpoint>(ep: &E, mut req: Request) -> poem::Result<Respon
         );
     }
     if path == "/auth/logout" && !headers.contains_key(header::SET_COOKIE) {
-        if let Some(v) = state.and_then(|s| HeaderValue::from_str(&s.cookies.expire()).ok()) {
+        if let Ok(v) = HeaderValue::from_str(&state.cookies.expire()) {
             headers.append(header::SET_COOKIE, v);
         }
     }
@@ -94,7 +93,14 @@ async fn check_body(req: &mut Request) -> Result<(), ApiError> {
             poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge,
             _ => ApiError::InvalidRequest,
         })?;
-    if !bytes.is_empty() {
+    if bytes.is_empty() {
+        // An empty body stands for "no body" whatever its content type; poem-openapi wants a
+        // JSON content type even for an optional body, so give it one.
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    } else {
         let json = req
             .headers()
             .get(header::CONTENT_TYPE)

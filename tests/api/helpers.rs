@@ -1,0 +1,200 @@
+//! `spawn_app()`: the real server on port 0 with its own database and a test clock, and the
+//! small HTTP helpers every test uses.
+use std::path::PathBuf;
+
+use authd::app::{self, RunningApp};
+use authd::clock::TestClock;
+use authd::config::{DbConfig, ServeConfig};
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+/// A running test server.
+pub struct TestApp {
+    pub base: String,
+    pub clock: TestClock,
+    pub app: Option<RunningApp>,
+    pub client: reqwest::Client,
+    pub db: DbConfig,
+    pub cfg: ServeConfig,
+    /// The SQLite file, when the test runs on SQLite.
+    pub sqlite_path: Option<PathBuf>,
+}
+
+/// Settings a test may change before the server starts.
+pub fn test_config() -> ServeConfig {
+    ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        sync_interval_ms: 50,
+        prune_interval_secs: 86_400,
+        ..ServeConfig::default()
+    }
+}
+
+/// A fresh database: an SQLite file, or a new Postgres database when `TEST_DATABASE_URL` is set.
+pub async fn fresh_database() -> (DbConfig, Option<PathBuf>) {
+    let name = format!("authd_t_{}", uuid::Uuid::new_v4().simple());
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            let conn = Database::connect(admin.clone()).await.expect("connect TEST_DATABASE_URL");
+            conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            conn.close().await.ok();
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+            let url = format!("{base}/{name}");
+            (DbConfig { database_url: url, ..DbConfig::default() }, None)
+        }
+        _ => {
+            let dir = std::env::temp_dir().join("authd-tests");
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let path = dir.join(format!("{name}.db"));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            (DbConfig { database_url: url, ..DbConfig::default() }, Some(path))
+        }
+    }
+}
+
+/// Starts the app with the default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app after `tweak` adjusts its settings.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let (db, sqlite_path) = fresh_database().await;
+    let mut cfg = test_config();
+    tweak(&mut cfg);
+    start_on(db, cfg, sqlite_path, TestClock::new()).await
+}
+
+/// Starts the app on an existing database.
+pub async fn start_on(
+    db: DbConfig,
+    cfg: ServeConfig,
+    sqlite_path: Option<PathBuf>,
+    clock: TestClock,
+) -> TestApp {
+    let running = app::start(&db, &cfg, std::sync::Arc::new(clock.clone()), None)
+        .await
+        .expect("app starts");
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp { base, clock, app: Some(running), client, db, cfg, sqlite_path }
+}
+
+/// Tokens from a body-delivery login or refresh.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+}
+
+impl Tokens {
+    pub fn from_json(v: &Value) -> Self {
+        Self {
+            access: v["access_token"].as_str().expect("access_token").to_owned(),
+            refresh: v["refresh_token"].as_str().expect("refresh_token").to_owned(),
+            session_id: v["session_id"].as_str().expect("session_id").to_owned(),
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn state(&self) -> &authd::api::AppState {
+        &self.app.as_ref().expect("running").state
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        self.client.post(self.url(path)).json(&body).send().await.expect("request")
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json("/auth/register", json!({"email": email, "password": password})).await
+    }
+
+    /// Registers `email` with a fixed password and logs in with body delivery.
+    pub async fn user(&self, email: &str) -> Tokens {
+        let r = self.register(email, "correct horse battery").await;
+        assert!(
+            r.status() == StatusCode::CREATED || r.status() == StatusCode::CONFLICT,
+            "register: {}",
+            r.status()
+        );
+        self.login_body(email, "correct horse battery").await
+    }
+
+    pub async fn login_body(&self, email: &str, password: &str) -> Tokens {
+        let r = self
+            .post_json("/auth/login", json!({"email": email, "password": password, "delivery": "body"}))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "login");
+        Tokens::from_json(&r.json().await.expect("json"))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/auth/refresh", json!({"refresh_token": refresh_token})).await
+    }
+
+    /// Refreshes and expects success.
+    pub async fn rotate(&self, refresh_token: &str) -> Tokens {
+        let r = self.refresh(refresh_token).await;
+        assert_eq!(r.status(), StatusCode::OK, "refresh");
+        Tokens::from_json(&r.json().await.expect("json"))
+    }
+
+    pub async fn get_auth(&self, path: &str, access: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(access).send().await.expect("request")
+    }
+
+    pub async fn me_status(&self, access: &str) -> StatusCode {
+        self.get_auth("/me", access).await.status()
+    }
+
+    pub async fn events(&self, access: &str) -> Vec<String> {
+        let v: Value = self.get_auth("/auth/events", access).await.json().await.expect("json");
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Runs one pruning pass at the test clock's time.
+    pub async fn prune(&self) -> authd::store::Pruned {
+        let s = self.state();
+        let overlap = self.cfg.access_ttl_secs + self.cfg.leeway_secs;
+        s.store.prune(s.clock.now(), self.cfg.reuse_grace_secs, overlap).await.expect("prune")
+    }
+}
+
+/// Asserts the contract's error body and returns it.
+pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(resp.status(), status, "status for {code}");
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned());
+    assert_eq!(ct.as_deref(), Some("application/json; charset=utf-8"));
+    let body: Value = resp.json().await.expect("json error body");
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(body.as_object().map(|o| o.len()), Some(2), "only error and message: {body}");
+    body
+}
+
+/// A unique email for a test.
+pub fn email() -> String {
+    format!("u{}@example.com", uuid::Uuid::new_v4().simple())
+}
