@@ -178,10 +178,20 @@ impl Store {
         meta: &ClientMeta,
     ) -> Result<Rotation, StoreError> {
         let txn = self.begin_write().await?;
-        let Some(mut token) = refresh_tokens::Entity::find_by_id(presented.clone()).one(&txn).await? else {
+        let Some(token) = refresh_tokens::Entity::find_by_id(presented.clone()).one(&txn).await? else {
             return Ok(Rotation::Invalid);
         };
-        let Some(session) = sessions::Entity::find_by_id(token.session_id.clone()).one(&txn).await? else {
+        // Every change to a family happens under its session row's lock (FOR UPDATE on
+        // Postgres; SQLite's BEGIN IMMEDIATE already serialises writers), taken before any token
+        // row is touched, so concurrent rotations and revocations queue instead of deadlocking.
+        let Some(session) = sessions::Entity::find_by_id(token.session_id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+        else {
+            return Ok(Rotation::Invalid);
+        };
+        let Some(mut token) = refresh_tokens::Entity::find_by_id(presented.clone()).one(&txn).await? else {
             return Ok(Rotation::Invalid);
         };
         let session = SessionInfo::from(session);
@@ -437,9 +447,13 @@ async fn end_sessions_in<C: ConnectionTrait>(
         SessionScope::AllExcept(id) => query.filter(sessions::Column::Id.ne(id.clone())),
         SessionScope::All => query,
     };
+    // Locked in id order: two revocations of overlapping sets queue instead of deadlocking, and
+    // the later one finds the rows gone and records nothing twice.
     let ids: Vec<String> = query
         .select_only()
         .column(sessions::Column::Id)
+        .order_by_asc(sessions::Column::Id)
+        .lock_exclusive()
         .into_tuple()
         .all(db)
         .await?;

@@ -21,9 +21,15 @@ async fn race(app: &TestApp, token: &str, n: usize) -> Vec<(StatusCode, Option<S
 async fn with_grace_off_exactly_one_of_n_parallel_refreshes_wins() {
     let app = spawn_app_with(|c| c.reuse_grace_secs = 0).await;
     for n in [2, 10, 50] {
-        let t = app.user(&email()).await;
+        let mail = email();
+        let t = app.user(&mail).await;
+        let witness = app.login_body(&mail, "correct horse battery").await;
         let results = race(&app, &t.refresh, n).await;
         assert!(results.iter().all(|(s, _)| !s.is_server_error()), "{results:?}");
+        // The losers presented a rotated token: the family is revoked, and recorded once.
+        let events = app.events(&witness.access).await;
+        assert_eq!(events.iter().filter(|k| *k == "refresh_token_reused").count(), 1, "{events:?}");
+        assert_eq!(app.me_status(&witness.access).await, StatusCode::OK);
         let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
         assert_eq!(ok, 1, "n={n}: {results:?}");
         assert!(results.iter().all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED));

@@ -62,6 +62,10 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app after `tweak` adjusts its settings.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let (db, sqlite_path) = fresh_database().await;
     let mut cfg = test_config();
     tweak(&mut cfg);
