@@ -1,0 +1,308 @@
+// authd-client.js: a small, dependency-free browser client for authd (an ES module).
+//
+// - Logs in with cookie delivery: the refresh token lives only in authd's HttpOnly
+//   `__Host-refresh_token` cookie; the access token lives only in this module's memory (and is
+//   handed to this origin's other tabs over a BroadcastChannel, never stored).
+// - `auth.fetch()` attaches `Authorization: Bearer`, refreshes first when the token is about to
+//   expire, and on a 401 refreshes once and retries once.
+// - Refreshes shortly before `expires_in`. Refresh is single-flight inside a tab (one promise)
+//   and across tabs (the Web Locks API, or a BroadcastChannel claim protocol where Web Locks are
+//   missing): one tab refreshes, the others take the token it broadcasts.
+// - Logout tells the other tabs, which drop their tokens at once.
+// - `restore()` on page load recovers the session from the refresh cookie alone.
+//
+//   const auth = createAuthClient({ baseUrl: 'https://auth.example.com' });
+//   auth.subscribe((s) => render(s));         // { status: 'unknown'|'logged_in'|'logged_out', ... }
+//   await auth.restore();                     // page load: session from the cookie, if any
+//   await auth.login(email, password);
+//   const res = await auth.fetch('/me');      // relative to baseUrl; absolute URLs work too
+//   await auth.logout();
+
+/** Thrown by `login` (and `fetch` with no session): `.status` and `.code` from authd. */
+export class AuthError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.name = 'AuthError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * @param {object} options
+ * @param {string} options.baseUrl              authd's origin, e.g. `https://auth.example.com`.
+ * @param {number} [options.refreshMarginSecs]  refresh this long before the access token
+ *                                              expires (capped at a fifth of its lifetime); 30.
+ * @param {boolean} [options.singleFlight]      coordinate refreshes inside the tab and across
+ *                                              tabs (default true). `false` lets every caller
+ *                                              and every tab refresh on its own: authd's reuse
+ *                                              grace window must then absorb the races.
+ * @param {boolean} [options.webLocks]          use the Web Locks API when present (default
+ *                                              true); `false` forces the BroadcastChannel
+ *                                              fallback.
+ * @param {string} [options.channelName]        BroadcastChannel and lock name; one per authd.
+ */
+export function createAuthClient(options) {
+  const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+  const marginSecs = options.refreshMarginSecs ?? 30;
+  const singleFlight = options.singleFlight ?? true;
+  const name = options.channelName ?? `authd:${baseUrl}`;
+  const locks = (options.webLocks ?? true) && globalThis.navigator?.locks ? navigator.locks : null;
+  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null;
+
+  let token = null; // { accessToken, expiresAt (ms since epoch), sessionId }
+  let status = 'unknown';
+  let version = 0; // bumps whenever `token` changes (here or from another tab)
+  let epoch = 0; // bumps at every logout / session end: late refresh answers are discarded
+  let inflight = null;
+  let timer = null;
+  const listeners = new Set();
+
+  // ---- state ---------------------------------------------------------------------------------
+
+  function state() {
+    return {
+      status,
+      sessionId: token?.sessionId ?? null,
+      expiresAt: token?.expiresAt ?? null,
+    };
+  }
+
+  function emit() {
+    const s = state();
+    for (const fn of listeners) {
+      try { fn(s); } catch (e) { console.error(e); }
+    }
+  }
+
+  function setToken(t, { broadcast }) {
+    token = t;
+    version++;
+    status = 'logged_in';
+    schedule();
+    if (broadcast) post({ type: 'token', token: t });
+    emit();
+  }
+
+  function dropToken(reason, { broadcast }) {
+    const changed = status !== 'logged_out' || token !== null;
+    token = null;
+    version++;
+    epoch++;
+    status = 'logged_out';
+    clearTimeout(timer);
+    if (broadcast) post({ type: 'logout', reason });
+    if (changed) emit();
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    if (!token) return;
+    const lifetime = token.expiresAt - token.issuedAt;
+    const margin = Math.min(marginSecs * 1000, lifetime / 5);
+    const delay = Math.max(0, token.expiresAt - margin - Date.now());
+    timer = setTimeout(function tick() {
+      // A network failure is not a logout: try again a little later.
+      refresh().catch(() => { if (status === 'logged_in') timer = setTimeout(tick, 5000); });
+    }, delay);
+  }
+
+  function fromResponse(body) {
+    const now = Date.now();
+    return {
+      accessToken: body.access_token,
+      issuedAt: now,
+      expiresAt: now + body.expires_in * 1000,
+      sessionId: body.session_id,
+    };
+  }
+
+  // ---- other tabs ----------------------------------------------------------------------------
+
+  function post(msg) {
+    try { channel?.postMessage(msg); } catch { /* closed */ }
+  }
+
+  channel?.addEventListener('message', ({ data }) => {
+    if (!data || typeof data !== 'object') return;
+    if (data.type === 'token') {
+      // Another tab logged in or refreshed: same cookie jar, same session. Take the newer token.
+      if (!token || data.token.expiresAt > token.expiresAt || data.token.sessionId !== token.sessionId) {
+        setToken(data.token, { broadcast: false });
+      }
+    } else if (data.type === 'logout') {
+      dropToken(data.reason, { broadcast: false });
+    } else if (data.type === 'claim') {
+      peerClaims.set(data.id, Date.now());
+    } else if (data.type === 'release') {
+      peerClaims.delete(data.id);
+    }
+  });
+
+  // ---- single flight across tabs ------------------------------------------------------------
+
+  // Fallback when Web Locks are missing: a tab claims the refresh on the channel, waits a moment
+  // for competing claims, and the smallest id wins; the others wait for its release (which
+  // arrives after its `token` message: a channel delivers one sender's messages in order).
+  // Two tabs that still overlap are harmless: authd's grace window returns both the same token.
+  const peerClaims = new Map(); // id -> when seen
+  const CLAIM_SETTLE_MS = 50;
+  const CLAIM_STALE_MS = 10_000;
+
+  function freshPeerClaims() {
+    const now = Date.now();
+    for (const [id, at] of peerClaims) if (now - at > CLAIM_STALE_MS) peerClaims.delete(id);
+    return [...peerClaims.keys()];
+  }
+
+  async function withChannelLock(fn) {
+    for (;;) {
+      while (freshPeerClaims().length) await sleep(20);
+      const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+      post({ type: 'claim', id });
+      await sleep(CLAIM_SETTLE_MS);
+      if (freshPeerClaims().some((other) => other < id)) {
+        post({ type: 'release', id });
+        continue;
+      }
+      const release = () => post({ type: 'release', id });
+      addEventListener('pagehide', release);
+      try {
+        return await fn();
+      } finally {
+        removeEventListener('pagehide', release);
+        release();
+      }
+    }
+  }
+
+  function withLock(fn) {
+    if (!singleFlight) return fn();
+    if (locks) return locks.request(`${name}:refresh`, fn);
+    if (channel) return withChannelLock(fn);
+    return fn();
+  }
+
+  // ---- authd calls ---------------------------------------------------------------------------
+
+  function call(path, init = {}) {
+    return fetch(baseUrl + path, {
+      method: 'POST',
+      credentials: 'include',
+      cache: 'no-store',
+      ...init,
+      headers: { 'X-Requested-With': 'authd-client', ...init.headers },
+    });
+  }
+
+  async function errorOf(res) {
+    const body = await res.json().catch(() => ({}));
+    return new AuthError(res.status, body.error, body.message);
+  }
+
+  /** Logs in (cookie delivery). Resolves to the new state; rejects with an AuthError. */
+  async function login(email, password) {
+    const res = await call('/auth/login', {
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email, password, delivery: 'cookie' }),
+    });
+    if (!res.ok) throw await errorOf(res);
+    setToken(fromResponse(await res.json()), { broadcast: true });
+    return state();
+  }
+
+  /**
+   * Gets a new access token from the refresh cookie. Resolves to true when logged in after it,
+   * false when the session is gone (then every tab is logged out). Network errors reject.
+   */
+  function refresh() {
+    if (singleFlight && inflight) return inflight;
+    const p = doRefresh().finally(() => { if (inflight === p) inflight = null; });
+    if (singleFlight) inflight = p;
+    return p;
+  }
+
+  async function doRefresh() {
+    const seenVersion = version;
+    const seenEpoch = epoch;
+    return withLock(async () => {
+      if (epoch !== seenEpoch) return false; // logged out meanwhile
+      if (singleFlight && version !== seenVersion && token) return true; // another tab refreshed
+      const res = await call('/auth/refresh');
+      if (epoch !== seenEpoch) return false;
+      if (res.ok) {
+        setToken(fromResponse(await res.json()), { broadcast: true });
+        return true;
+      }
+      if (res.status === 401) {
+        // No cookie, or the session ended (logout elsewhere, expiry, reuse detected): every tab
+        // shares the cookie jar, so every tab is logged out.
+        dropToken('session_ended', { broadcast: status === 'logged_in' });
+        return false;
+      }
+      throw await errorOf(res);
+    });
+  }
+
+  /** Page load: recover the session from the refresh cookie alone. Resolves to true/false. */
+  function restore() {
+    return refresh().catch((e) => {
+      // authd unreachable: stay 'unknown' rather than claiming a logout.
+      console.warn('authd: could not restore the session', e);
+      return false;
+    });
+  }
+
+  /** Ends this session on authd, expires the cookie, and logs out every tab at once. */
+  async function logout() {
+    dropToken('logout', { broadcast: true });
+    // The refresh cookie names the session, whatever the access token's age. Serialised with
+    // refreshes so that no tab rotates the cookie under our feet.
+    const res = await withLock(() => call('/auth/logout'));
+    return res.status === 204;
+  }
+
+  /**
+   * `fetch` with the access token attached. Relative URLs resolve against `baseUrl`. Refreshes
+   * first when the token expires within the margin, and once more (then retries once) on a 401.
+   */
+  async function authFetch(input, init) {
+    const url = typeof input === 'string' && input.startsWith('/') ? baseUrl + input : input;
+    const base = new Request(url, init);
+    const send = (t) => {
+      const req = base.clone();
+      if (t) req.headers.set('Authorization', `Bearer ${t.accessToken}`);
+      return fetch(req);
+    };
+    if (status === 'unknown' || (token && token.expiresAt - Date.now() < 5000)) await refresh();
+    const used = token;
+    let res = await send(used);
+    if (res.status === 401 && status === 'logged_in') {
+      if (token === used && !(await refresh())) return res;
+      if (token && token !== used) res = await send(token);
+    }
+    return res;
+  }
+
+  function subscribe(fn) {
+    listeners.add(fn);
+    fn(state());
+    return () => listeners.delete(fn);
+  }
+
+  return {
+    login,
+    logout,
+    refresh,
+    restore,
+    fetch: authFetch,
+    subscribe,
+    get state() { return state(); },
+    /** The current access token, for handing to another library; keep it in memory only. */
+    get accessToken() { return token?.accessToken ?? null; },
+  };
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,194 @@
+// What every browser test needs: authd (the release binary, a temp SQLite database, a free
+// port), the demo page on another origin, Debian's Chromium in a fresh profile, and a few
+// helpers that talk to authd from outside the browser.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, openSync, rmSync, existsSync, closeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startStaticServer } from './serve.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+export const repoRoot = resolve(here, '..', '..');
+export const artifacts = join(repoRoot, 'target', 'browser-artifacts');
+const authdBin = process.env.AUTHD_BIN ?? join(repoRoot, 'target', 'release', 'authd');
+const chromiumBin = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+mkdirSync(artifacts, { recursive: true });
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/** Starts authd on a free port with a fresh SQLite database; resolves once /readyz is 200. */
+export async function startAuthd({ name, allowedOrigins, env = {} }) {
+  if (!existsSync(authdBin)) throw new Error(`${authdBin} is missing: run cargo build --release`);
+  const dir = mkdtempSync(join(tmpdir(), 'authd-browser-'));
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const logPath = join(artifacts, `${name}.authd.log`);
+    const log = openSync(logPath, 'w');
+    const child = spawn(authdBin, ['serve'], {
+      env: {
+        PATH: process.env.PATH,
+        RUST_LOG: 'info',
+        DATABASE_URL: `sqlite://${join(dir, 'authd.db')}?mode=rwc`,
+        AUTHD_LISTEN: `127.0.0.1:${port}`,
+        AUTHD_ALLOWED_ORIGINS: allowedOrigins.join(','),
+        AUTHD_RATE_LIMITS: 'off',
+        ...env,
+      },
+      stdio: ['ignore', log, log],
+    });
+    closeSync(log);
+    let exited = null;
+    child.once('exit', (code, signal) => { exited = { code, signal }; });
+    const deadline = Date.now() + 30_000;
+    while (!exited && Date.now() < deadline) {
+      try {
+        const res = await fetch(`${url}/readyz`);
+        if (res.ok) {
+          return {
+            url,
+            port,
+            logPath,
+            async stop() {
+              if (!exited) {
+                child.kill('SIGTERM');
+                await Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000)]);
+                if (!exited) child.kill('SIGKILL');
+              }
+              rmSync(dir, { recursive: true, force: true });
+            },
+          };
+        }
+      } catch { /* not listening yet */ }
+      await sleep(100);
+    }
+    if (!exited) child.kill('SIGKILL');
+    if (attempt >= 3) throw new Error(`authd did not become ready (see ${logPath})`);
+  }
+}
+
+/**
+ * One test's world: authd, the demo page (allowed origin), optionally a third-party page on an
+ * origin authd does not allow, and a Chromium profile of its own. Torn down by `t.after`.
+ */
+export async function setup(t, { name, env = {}, thirdParty = false } = {}) {
+  const cleanups = [];
+  t.after(async () => {
+    for (const fn of cleanups.reverse()) await fn().catch((e) => console.error(e));
+  });
+  const demo = await startStaticServer({ root: join(repoRoot, 'examples', 'spa') });
+  cleanups.push(demo.close);
+  let third = null;
+  if (thirdParty) {
+    third = await startStaticServer({ root: join(here, 'fixtures') });
+    cleanups.push(third.close);
+  }
+  const authd = await startAuthd({ name, allowedOrigins: [demo.url], env });
+  cleanups.push(authd.stop);
+
+  const profile = mkdtempSync(join(tmpdir(), 'authd-chromium-'));
+  cleanups.push(async () => rmSync(profile, { recursive: true, force: true }));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumBin,
+    headless: true,
+    viewport: { width: 900, height: 640 },
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  cleanups.push(() => context.close());
+  const logs = [];
+  context.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  context.on('weberror', (e) => logs.push(`[pageerror] ${e.error()}`));
+  t.after(() => { if (logs.length) console.log(`${name} browser console:\n  ${logs.join('\n  ')}`); });
+
+  /** The demo page URL (query: singleFlight, webLocks, margin). */
+  const demoUrl = (query = {}) =>
+    `${demo.url}/?${new URLSearchParams({ authd: authd.url, ...query })}`;
+
+  return { authd, demo, third, context, demoUrl };
+}
+
+// ---- the demo page ------------------------------------------------------------------------------
+
+export const statusOf = (page) => page.evaluate(() => document.body.dataset.status);
+
+export async function waitForStatus(page, status, timeout = 10_000) {
+  await page.waitForFunction((s) => document.body.dataset.status === s, status, { timeout });
+}
+
+/** Opens the demo page and logs in through its form. */
+export async function openAndLogIn(context, url, { email, password }, page = null) {
+  page ??= context.pages().find((p) => p.url() === 'about:blank') ?? (await context.newPage());
+  await page.goto(url);
+  await waitForStatus(page, 'logged_out');
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('#login');
+  await waitForStatus(page, 'logged_in');
+  await page.waitForFunction((e) => document.getElementById('me').textContent.includes(e), email);
+  return page;
+}
+
+export async function screenshot(page, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+/** The refresh cookie in the browser's jar, or undefined. */
+export async function refreshCookie(context) {
+  return (await context.cookies()).find((c) => c.name === '__Host-refresh_token');
+}
+
+// ---- authd from outside the browser -------------------------------------------------------------
+
+let seq = 0;
+export function newUser() {
+  seq += 1;
+  return { email: `user${Date.now()}${seq}@example.com`, password: 'correct horse battery staple' };
+}
+
+export async function register(authd, user) {
+  const res = await fetch(`${authd.url}/auth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(user),
+  });
+  if (res.status !== 201) throw new Error(`register: HTTP ${res.status} ${await res.text()}`);
+}
+
+/** A second session of the same user, as an SDK or another device would open it. */
+export async function loginBody(authd, user) {
+  const res = await fetch(`${authd.url}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...user, delivery: 'body' }),
+  });
+  if (res.status !== 200) throw new Error(`login: HTTP ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+export async function getMe(authd, accessToken) {
+  return fetch(`${authd.url}/me`, { headers: { authorization: `Bearer ${accessToken}` } });
+}
+
+export async function events(authd, accessToken) {
+  const res = await fetch(`${authd.url}/auth/events`, { headers: { authorization: `Bearer ${accessToken}` } });
+  if (res.status !== 200) throw new Error(`events: HTTP ${res.status} ${await res.text()}`);
+  return res.json();
+}

@@ -1,0 +1,284 @@
+// authd in a real browser: the reference SPA client (examples/spa/authd-client.js), its demo
+// page on another origin, and authd's cookies, CSRF rules and reuse grace window, in Debian's
+// headless Chromium driven by playwright-core. Run with tests/browser/run.sh.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  events, getMe, loginBody, newUser, openAndLogIn, refreshCookie, register, screenshot, setup,
+  sleep, statusOf, waitForStatus,
+} from './harness.mjs';
+
+test('login, then a page reload restores the session from the refresh cookie alone', async (t) => {
+  const { authd, context, demoUrl } = await setup(t, { name: 'reload-restores-session' });
+  const user = newUser();
+  await register(authd, user);
+  const page = await openAndLogIn(context, demoUrl(), user);
+  const firstSession = await page.evaluate(() => window.authd.state.sessionId);
+
+  // Nothing of the session is kept in web storage: only the HttpOnly cookie survives a reload.
+  const storage = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length }));
+  assert.deepEqual(storage, { local: 0, session: 0 });
+
+  const refreshes = [];
+  page.on('request', (r) => { if (r.method() === 'POST' && r.url().endsWith('/auth/refresh')) refreshes.push(r); });
+  await page.reload();
+  await waitForStatus(page, 'logged_in');
+  await page.waitForFunction((e) => document.getElementById('me').textContent.includes(e), user.email);
+  assert.equal(refreshes.length, 1, 'the reload restored the session with one refresh');
+  assert.equal(await page.evaluate(() => window.authd.state.sessionId), firstSession, 'same session');
+  const me = JSON.parse(await page.textContent('#me'));
+  assert.equal(me.email, user.email);
+  assert.equal(me.session_id, firstSession);
+  await screenshot(page, 'reload-restores-session');
+});
+
+test('the refresh cookie is HttpOnly, Secure, SameSite=Strict and host-only', async (t) => {
+  const { authd, context, demoUrl } = await setup(t, { name: 'cookie-attributes' });
+  const user = newUser();
+  await register(authd, user);
+  const page = await context.newPage();
+  const loginResponse = page.waitForResponse((r) => r.url().endsWith('/auth/login') && r.request().method() === 'POST');
+  await openAndLogIn(context, demoUrl(), user, page);
+  const body = await (await loginResponse).json();
+  assert.equal(body.refresh_token, undefined, 'cookie delivery never puts the refresh token in the body');
+  assert.ok(body.access_token);
+
+  const cookie = await refreshCookie(context);
+  assert.ok(cookie, 'the browser holds __Host-refresh_token');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.secure, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  assert.equal(cookie.path, '/');
+  assert.equal(cookie.domain, '127.0.0.1', 'host-only (no Domain attribute)');
+  // Cookies ignore ports: the demo page (same host as authd) would see it were it not HttpOnly.
+  const visible = await page.evaluate(() => document.cookie);
+  assert.ok(!visible.includes('refresh_token'), `document.cookie shows no refresh token: ${JSON.stringify(visible)}`);
+  await screenshot(page, 'cookie-attributes');
+});
+
+// Five tabs share one session; their access tokens expire at the same moment (every tab takes
+// the token the last refresh broadcast), and each tab's timer fires a refresh then.
+for (const [mode, query] of [
+  ['single-flight with Web Locks', {}],
+  ['single-flight with the BroadcastChannel fallback', { webLocks: 'off' }],
+  ['no client lock: the grace window alone', { singleFlight: 'off' }],
+]) {
+  test(`five tabs refresh at the same moment and stay logged in (${mode})`, async (t) => {
+    const ttl = 4;
+    const slug = `five-tabs-${query.webLocks ? 'broadcast' : query.singleFlight ? 'no-lock' : 'web-locks'}`;
+    const { authd, context, demoUrl } = await setup(t, {
+      name: slug,
+      env: { AUTHD_ACCESS_TTL_SECS: String(ttl), AUTHD_LEEWAY_SECS: '0' },
+    });
+    const user = newUser();
+    await register(authd, user);
+    const url = demoUrl(query);
+    const pages = [await openAndLogIn(context, url, user)];
+    for (let i = 1; i < 5; i++) {
+      const p = await context.newPage();
+      await p.goto(url);
+      await waitForStatus(p, 'logged_in');
+      pages.push(p);
+    }
+    // All five hold the same token, so they expire together.
+    await pages[0].waitForFunction(() => true);
+    const same = async () => new Set(await Promise.all(pages.map((p) => p.evaluate(() => window.authd.accessToken)))).size === 1;
+    for (let i = 0; i < 50 && !(await same()); i++) await sleep(100);
+    assert.ok(await same(), 'the five tabs share one access token');
+    const first = await pages[0].evaluate(() => ({ ...window.authd.state, token: window.authd.accessToken }));
+
+    const refreshes = [];
+    context.on('request', (r) => {
+      if (r.method() === 'POST' && r.url().endsWith('/auth/refresh')) refreshes.push(Date.now());
+    });
+    // Two expiries: each one fires five timers at once.
+    const cycles = 2;
+    await sleep(first.expiresAt - Date.now() + (cycles - 1) * ttl * 1000 + 600);
+
+    for (const [i, p] of pages.entries()) {
+      assert.equal(await statusOf(p), 'logged_in', `tab ${i + 1} is still logged in`);
+      const me = await p.evaluate(async () => {
+        const res = await window.authd.fetch('/me');
+        return { status: res.status, body: await res.json() };
+      });
+      assert.equal(me.status, 200, `tab ${i + 1}: /me with its current token`);
+      assert.equal(me.body.session_id, first.sessionId, `tab ${i + 1}: still the same session`);
+    }
+    // The tokens really expired (no leeway): the first one is refused now.
+    assert.equal((await getMe(authd, first.token)).status, 401, 'the first access token has expired');
+
+    const token = await pages[0].evaluate(() => window.authd.accessToken);
+    const kinds = (await events(authd, token)).map((e) => e.kind);
+    assert.ok(!kinds.includes('refresh_token_reused'), `no reuse recorded: ${kinds.join(', ')}`);
+    assert.ok(!kinds.includes('session_revoked'), `no revocation recorded: ${kinds.join(', ')}`);
+
+    // How many refresh requests the browser sent per expiry, grouped by burst.
+    const bursts = [];
+    for (const at of refreshes) {
+      if (bursts.length && at - bursts.at(-1).last < 1000) { bursts.at(-1).n++; bursts.at(-1).last = at; }
+      else bursts.push({ n: 1, last: at });
+    }
+    const perExpiry = bursts.map((b) => b.n);
+    t.diagnostic(`refresh requests per expiry: ${JSON.stringify(perExpiry)}`);
+    assert.ok(perExpiry.length >= cycles, `at least ${cycles} expiries were refreshed: ${JSON.stringify(perExpiry)}`);
+    if (query.singleFlight === 'off') {
+      assert.ok(perExpiry.some((n) => n >= 3), `the tabs raced (several refreshes of one token): ${JSON.stringify(perExpiry)}`);
+    } else {
+      assert.ok(perExpiry.every((n) => n === 1), `one refresh per expiry across five tabs: ${JSON.stringify(perExpiry)}`);
+    }
+    for (const [i, p] of pages.entries()) {
+      await p.bringToFront();
+      await screenshot(p, `${slug}-tab${i + 1}`);
+    }
+  });
+}
+
+test('logout in one tab logs every tab out at once, clears the cookie and kills the access token', async (t) => {
+  const { authd, context, demoUrl } = await setup(t, { name: 'logout-all-tabs' });
+  const user = newUser();
+  await register(authd, user);
+  const url = demoUrl();
+  const pages = [await openAndLogIn(context, url, user)];
+  for (let i = 1; i < 3; i++) {
+    const p = await context.newPage();
+    await p.goto(url);
+    await waitForStatus(p, 'logged_in');
+    pages.push(p);
+  }
+  const accessToken = await pages[2].evaluate(() => window.authd.accessToken);
+  const oldCookie = await refreshCookie(context);
+  assert.equal((await getMe(authd, accessToken)).status, 200);
+
+  const logoutResponse = pages[0].waitForResponse((r) => r.url().endsWith('/auth/logout'));
+  await pages[0].bringToFront();
+  const started = Date.now();
+  await pages[0].click('#logout');
+  // "At once": the other tabs hear it on the BroadcastChannel, not at their next refresh.
+  await Promise.all(pages.map((p) => waitForStatus(p, 'logged_out', 2000)));
+  const elapsed = Date.now() - started;
+  t.diagnostic(`every tab showed logged out ${elapsed} ms after the click`);
+  for (const p of pages) assert.equal(await p.evaluate(() => window.authd.accessToken), null);
+
+  assert.equal((await logoutResponse).status(), 204);
+  assert.equal(await refreshCookie(context), undefined, 'the refresh cookie is gone from the jar');
+  const me = await getMe(authd, accessToken);
+  assert.equal(me.status, 401, 'the old access token is rejected by /me');
+  assert.equal((await me.json()).error, 'invalid_token');
+  // The server ended the session: its refresh token is dead too.
+  const replay = await fetch(`${authd.url}/auth/refresh`, {
+    method: 'POST',
+    headers: { cookie: `${oldCookie.name}=${oldCookie.value}`, 'x-requested-with': 'test' },
+  });
+  assert.equal(replay.status, 401);
+  // A reload stays logged out.
+  await pages[1].reload();
+  await waitForStatus(pages[1], 'logged_out');
+  await screenshot(pages[0], 'logout-all-tabs-tab1');
+  await screenshot(pages[1], 'logout-all-tabs-tab2');
+});
+
+test('a page on an origin authd does not allow can neither refresh nor log out', async (t) => {
+  const { authd, context, demoUrl, third } = await setup(t, { name: 'foreign-origin', thirdParty: true });
+  const user = newUser();
+  await register(authd, user);
+  const app = await openAndLogIn(context, demoUrl(), user);
+  const before = await refreshCookie(context);
+  const accessToken = await app.evaluate(() => window.authd.accessToken);
+
+  const seen = [];
+  context.on('response', (r) => {
+    if (r.url().startsWith(authd.url)) seen.push(`${r.request().method()} ${new URL(r.url()).pathname} -> ${r.status()}`);
+  });
+  const evil = await context.newPage();
+  await evil.goto(`${third.url}/`);
+  const results = await evil.evaluate(async (authdUrl) => {
+    const attempt = async (label, path, init) => {
+      try {
+        const res = await fetch(authdUrl + path, { method: 'POST', credentials: 'include', ...init });
+        const line = `${label}: readable response ${res.status} ${await res.text()}`;
+        window.report(line);
+        return { label, readable: true, status: res.status, type: res.type };
+      } catch (e) {
+        window.report(`${label}: blocked (${e.name})`);
+        return { label, readable: false };
+      }
+    };
+    return [
+      // What a script would do to read a fresh access token: the preflight fails.
+      await attempt('refresh with X-Requested-With', '/auth/refresh', { headers: { 'X-Requested-With': 'x' } }),
+      // A "simple" request skips the preflight; authd refuses it without X-Requested-With.
+      await attempt('refresh, simple request', '/auth/refresh', {}),
+      await attempt('refresh, no-cors', '/auth/refresh', { mode: 'no-cors' }),
+      await attempt('logout with X-Requested-With', '/auth/logout', { headers: { 'X-Requested-With': 'x' } }),
+      await attempt('logout, simple request', '/auth/logout', {}),
+      await attempt('logout, no-cors', '/auth/logout', { mode: 'no-cors' }),
+    ];
+  }, authd.url);
+  for (const r of results) {
+    if (r.label.endsWith('no-cors')) assert.equal(r.type, 'opaque', `${r.label}: an opaque answer`);
+    else assert.equal(r.readable, false, `${r.label}: the page cannot read authd's answer`);
+  }
+  await screenshot(evil, 'foreign-origin-attacker');
+  t.diagnostic(`authd answered the foreign page: ${JSON.stringify(seen)}`);
+  // Whatever reached authd was refused by the CSRF gate; nothing succeeded.
+  assert.ok(seen.every((line) => !/-> 2\d\d$/.test(line) || line.startsWith('OPTIONS')), JSON.stringify(seen));
+
+  // The session survives: the cookie was neither rotated nor cleared, and it still refreshes.
+  const after = await refreshCookie(context);
+  assert.ok(after, 'the refresh cookie is still in the jar');
+  assert.equal(after.value, before.value, 'the refresh cookie was not rotated by the foreign page');
+  assert.equal((await getMe(authd, accessToken)).status, 200, 'the access token still works');
+  await app.bringToFront();
+  assert.equal(await app.evaluate(() => window.authd.refresh()), true, 'the app can still refresh');
+  assert.equal(await statusOf(app), 'logged_in');
+  await screenshot(app, 'foreign-origin-app');
+});
+
+test('a stolen refresh token used outside the browser revokes the session at the next browser refresh', async (t) => {
+  const grace = 2;
+  const { authd, context, demoUrl } = await setup(t, {
+    name: 'stolen-refresh-token',
+    env: { AUTHD_REUSE_GRACE_SECS: String(grace) },
+  });
+  const user = newUser();
+  await register(authd, user);
+  const otherDevice = await loginBody(authd, user); // a second session of the same user
+  const page = await openAndLogIn(context, demoUrl(), user);
+  const browserSession = await page.evaluate(() => window.authd.state.sessionId);
+
+  // The thief replays the cookie's value from a script outside the browser.
+  const stolen = await refreshCookie(context);
+  const theft = await fetch(`${authd.url}/auth/refresh`, {
+    method: 'POST',
+    headers: { cookie: `${stolen.name}=${stolen.value}`, 'x-requested-with': 'curl' },
+  });
+  assert.equal(theft.status, 200, 'the thief got tokens');
+  const thief = await theft.json();
+  const thiefCookie = theft.headers.getSetCookie().find((c) => c.startsWith(`${stolen.name}=`));
+  assert.ok(thiefCookie, 'and a rotated refresh token');
+  assert.equal((await getMe(authd, thief.access_token)).status, 200);
+
+  // Past the grace window, the browser presents the token the thief already rotated.
+  await sleep(grace * 1000 + 700);
+  const refreshed = await page.evaluate(() => window.authd.refresh());
+  assert.equal(refreshed, false, 'the browser refresh fails');
+  await waitForStatus(page, 'logged_out');
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'logged out');
+
+  // The whole session is revoked: the thief's tokens die with it.
+  assert.equal((await getMe(authd, thief.access_token)).status, 401, "the thief's access token is rejected");
+  const thiefRetry = await fetch(`${authd.url}/auth/refresh`, {
+    method: 'POST',
+    headers: { cookie: thiefCookie.split(';')[0], 'x-requested-with': 'curl' },
+  });
+  assert.equal(thiefRetry.status, 401, "the thief's refresh token is dead");
+  assert.equal((await thiefRetry.json()).error, 'invalid_refresh_token');
+
+  // The user's other session is untouched and sees the event.
+  assert.equal((await getMe(authd, otherDevice.access_token)).status, 200);
+  const reused = (await events(authd, otherDevice.access_token)).filter((e) => e.kind === 'refresh_token_reused');
+  assert.equal(reused.length, 1, 'one refresh_token_reused event');
+  assert.equal(reused[0].session_id, browserSession, 'about the browser session');
+  assert.ok(reused[0].at);
+  await screenshot(page, 'stolen-refresh-token');
+});
