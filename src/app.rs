@@ -32,7 +32,10 @@ pub enum StartError {
     #[error("password hasher: {0}")]
     Hasher(#[from] crate::passwords::PasswordError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A server that is listening.
@@ -69,7 +72,12 @@ impl RunningApp {
 }
 
 /// Loads the key set from the database, generating the first key on first start.
-pub async fn load_keys(store: &Store, keys: &KeySet, now: i64, overlap: i64) -> Result<(), StartError> {
+pub async fn load_keys(
+    store: &Store,
+    keys: &KeySet,
+    now: i64,
+    overlap: i64,
+) -> Result<(), StartError> {
     let mut records = store.live_keys(now, overlap).await?;
     if !records.iter().any(|k| k.retired_at.is_none()) {
         if store.ensure_key(KeyRecord::generate(now)?).await? {
@@ -110,7 +118,10 @@ pub async fn start(
     let acceptor = TcpListener::bind(cfg.listen)
         .into_acceptor()
         .await
-        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
     let addr = acceptor
         .local_addr()
         .first()
@@ -134,6 +145,7 @@ pub async fn start(
         access,
         keys,
         revoked,
+        limits: crate::ratelimit::RateLimits::new(clock.clone(), cfg.rate_limits),
         clock,
         cookies: CookiePolicy::new(cfg.insecure_cookies),
         origins: OriginPolicy::new(own_origin, cfg.allowed_origins.0.clone()),
@@ -144,15 +156,45 @@ pub async fn start(
             trust_proxy: cfg.trust_proxy,
             rate_limits: cfg.rate_limits,
         },
+        metrics: crate::metrics::Metrics::new(),
         ready: Default::default(),
     }));
 
     let tasks = vec![
-        tokio::spawn(sync_loop(state.clone(), cursor, Duration::from_millis(cfg.sync_interval_ms), overlap)),
-        tokio::spawn(prune_loop(state.clone(), Duration::from_secs(cfg.prune_interval_secs), overlap)),
+        tokio::spawn(sync_loop(
+            state.clone(),
+            cursor,
+            Duration::from_millis(cfg.sync_interval_ms),
+            overlap,
+        )),
+        tokio::spawn(prune_loop(
+            state.clone(),
+            Duration::from_secs(cfg.prune_interval_secs),
+            overlap,
+        )),
     ];
 
-    let app = routes()
+    let mut tasks = tasks;
+    let mut app = routes();
+    match cfg.metrics_listen {
+        None => app = app.at("/metrics", metrics_endpoint(state.clone())),
+        Some(maddr) => {
+            let listener = TcpListener::bind(maddr)
+                .into_acceptor()
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: maddr,
+                    source,
+                })?;
+            let ep = Route::new().at("/metrics", metrics_endpoint(state.clone()));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = Server::new_with_acceptor(listener).run(ep).await {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            }));
+        }
+    }
+    let app = app
         .with(poem::middleware::CookieJarManager::new())
         .with(poem::middleware::CatchPanic::new().with_handler(panic_response))
         .data(state.clone());
@@ -182,7 +224,29 @@ pub async fn start(
     });
     state.ready.store(true, Ordering::Release);
     tracing::info!(%addr, "authd listening");
-    Ok(RunningApp { addr, state, shutdown: Some(tx), server, tasks })
+    Ok(RunningApp {
+        addr,
+        state,
+        shutdown: Some(tx),
+        server,
+        tasks,
+    })
+}
+
+/// `GET /metrics`: the Prometheus text format, with the gauges read at scrape time.
+fn metrics_endpoint(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
+    poem::endpoint::make_sync(move |_| {
+        let m = &state.metrics;
+        m.revoked_set_size.set(state.revoked.len() as i64);
+        let (open, idle) = state.store.pool_stats();
+        m.db_pool.with_label_values(&["idle"]).set(idle as i64);
+        m.db_pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(open) - idle as i64);
+        poem::Response::builder()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(m.render())
+    })
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
@@ -190,10 +254,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response 
     crate::error::ApiError::Internal.into_response()
 }
 
-/// The routes: the API, the docs UI and the spec.
+/// The routes: the API, the docs UI and the spec (all three serve the one finished document of
+/// [`api::spec`]).
 pub fn routes() -> Route {
     let service = api::service();
-    let docs = service.swagger_ui();
+    let docs_html = api::spec::swagger_ui_html();
+    let docs = Route::new().at(
+        "/",
+        poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
+    );
     let json = spec_json();
     let yaml = spec_yaml();
     Route::new()
@@ -219,12 +288,12 @@ pub fn routes() -> Route {
 
 /// The spec as JSON.
 pub fn spec_json() -> String {
-    api::service().spec()
+    api::spec::json()
 }
 
 /// The spec as YAML: what `authd openapi` prints and `openapi.yaml` holds.
 pub fn spec_yaml() -> String {
-    api::service().spec_yaml()
+    api::spec::yaml()
 }
 
 /// Keeps the in-memory revoked set and key set in step with the database, so that a session
@@ -250,6 +319,7 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, overlap: i
             Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
         }
         state.revoked.purge(now);
+        state.limits.purge();
         match state.store.live_keys(now, overlap).await {
             Ok(records) if records.iter().any(|k| k.retired_at.is_none()) => {
                 if let Err(e) = state.keys.load(&records) {

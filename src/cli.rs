@@ -78,8 +78,13 @@ pub enum SessionsCommand {
 pub type CliResult = Result<(), String>;
 
 async fn store(db: &DbConfig) -> Result<Store, String> {
-    let store = Store::connect(db).await.map_err(|e| format!("DATABASE_URL: {e}"))?;
-    store.migrate().await.map_err(|e| format!("migration failed: {e}"))?;
+    let store = Store::connect(db)
+        .await
+        .map_err(|e| format!("DATABASE_URL: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("migration failed: {e}"))?;
     Ok(store)
 }
 
@@ -91,13 +96,14 @@ fn horizon(cfg: &ServeConfig, now: i64) -> i64 {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -124,8 +130,13 @@ pub async fn run(cli: Cli) -> CliResult {
             let store = store(&cli.db).await?;
             let key = KeyRecord::generate(clock.now()).map_err(|e| e.to_string())?;
             let kid = key.kid.clone();
-            store.rotate_key(key, clock.now()).await.map_err(|e| e.to_string())?;
-            println!("new signing key {kid} is current; the previous key verifies until its tokens expire");
+            store
+                .rotate_key(key, clock.now())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "new signing key {kid} is current; the previous key verifies until its tokens expire"
+            );
             Ok(())
         }
         Some(Command::Openapi) => {
@@ -143,7 +154,14 @@ pub async fn run(cli: Cli) -> CliResult {
                 .ok_or_else(|| format!("no user with email {email}"))?;
             let now = clock.now();
             let ended = store
-                .end_sessions(&u.id, SessionScope::All, EndReason::Operator, now, horizon(&cli.serve, now), &ClientMeta::default())
+                .end_sessions(
+                    &u.id,
+                    SessionScope::All,
+                    EndReason::Operator,
+                    now,
+                    horizon(&cli.serve, now),
+                    &ClientMeta::default(),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             println!("ended {} session(s) of {email}", ended.len());
@@ -152,7 +170,11 @@ pub async fn run(cli: Cli) -> CliResult {
         Some(Command::Prune(cfg)) => {
             let store = store(&cli.db).await?;
             let p = store
-                .prune(clock.now(), cfg.reuse_grace_secs, cfg.access_ttl_secs + cfg.leeway_secs)
+                .prune(
+                    clock.now(),
+                    cfg.reuse_grace_secs,
+                    cfg.access_ttl_secs + cfg.leeway_secs,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -165,10 +187,18 @@ pub async fn run(cli: Cli) -> CliResult {
 }
 
 async fn serve(db: &DbConfig, cfg: &ServeConfig) -> CliResult {
-    let running = app::start(db, cfg, Arc::new(SystemClock), Some(Box::pin(wait_for_signal())))
+    let running = app::start(
+        db,
+        cfg,
+        Arc::new(SystemClock),
+        Some(Box::pin(wait_for_signal())),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    running
+        .wait()
         .await
-        .map_err(|e| e.to_string())?;
-    running.wait().await.map_err(|e| format!("server error: {e}"))?;
+        .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("authd stopped");
     Ok(())
 }
@@ -179,7 +209,12 @@ async fn users(db: &DbConfig, cfg: &ServeConfig, cmd: UsersCommand) -> CliResult
     match cmd {
         UsersCommand::List => {
             for u in store.list_users().await.map_err(|e| e.to_string())? {
-                println!("{}\t{}\t{}", u.id, u.email, if u.disabled { "disabled" } else { "active" });
+                println!(
+                    "{}\t{}\t{}",
+                    u.id,
+                    u.email,
+                    if u.disabled { "disabled" } else { "active" }
+                );
             }
         }
         UsersCommand::Disable { email } | UsersCommand::Enable { email } if email.is_empty() => {

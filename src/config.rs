@@ -23,6 +23,12 @@ pub struct DbConfig {
     /// How long a request waits for a pooled connection before it answers 503, in milliseconds.
     #[arg(long, env = "AUTHD_DB_ACQUIRE_TIMEOUT_MS", value_name = "AUTHD_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
     pub db_acquire_timeout_ms: u64,
+
+    /// Postgres: longest a single statement may run (lock waits included), and longest a
+    /// transaction may sit idle, in milliseconds, before the server cancels it; 0 turns both off.
+    /// Ignored on SQLite, whose writers wait at most its 5 s busy timeout.
+    #[arg(long, env = "AUTHD_DB_STATEMENT_TIMEOUT_MS", value_name = "AUTHD_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=600_000), global = true)]
+    pub db_statement_timeout_ms: u64,
 }
 
 impl Default for DbConfig {
@@ -31,6 +37,7 @@ impl Default for DbConfig {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             db_max_connections: 8,
             db_acquire_timeout_ms: 3000,
+            db_statement_timeout_ms: 5000,
         }
     }
 }
@@ -46,7 +53,12 @@ impl DbConfig {
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "AUTHD_LISTEN", value_name = "AUTHD_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "AUTHD_LISTEN",
+        value_name = "AUTHD_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// `iss` of access tokens and the server's own origin for the CSRF check
@@ -55,7 +67,12 @@ pub struct ServeConfig {
     pub issuer: Option<String>,
 
     /// `aud` of access tokens.
-    #[arg(long, env = "AUTHD_AUDIENCE", value_name = "AUTHD_AUDIENCE", default_value = "authd")]
+    #[arg(
+        long,
+        env = "AUTHD_AUDIENCE",
+        value_name = "AUTHD_AUDIENCE",
+        default_value = "authd"
+    )]
     pub audience: String,
 
     /// Lifetime of an access token, in seconds.
@@ -100,6 +117,14 @@ pub struct ServeConfig {
     #[arg(long, env = "AUTHD_PRUNE_INTERVAL_SECS", value_name = "AUTHD_PRUNE_INTERVAL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub prune_interval_secs: u64,
 
+    /// Serve `/metrics` on this separate address (keep it private) instead of the main listener.
+    #[arg(
+        long,
+        env = "AUTHD_METRICS_LISTEN",
+        value_name = "AUTHD_METRICS_LISTEN"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Milliseconds between two polls of the shared revocation list and key set.
     #[arg(long, env = "AUTHD_SYNC_INTERVAL_MS", value_name = "AUTHD_SYNC_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub sync_interval_ms: u64,
@@ -122,6 +147,7 @@ impl Default for ServeConfig {
             leeway_secs: 30,
             prune_interval_secs: 300,
             sync_interval_ms: 500,
+            metrics_listen: None,
         }
     }
 }

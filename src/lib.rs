@@ -6,6 +6,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod passwords;
+pub mod ratelimit;
 pub mod store;
 pub mod tokens;

@@ -110,7 +110,11 @@ impl Hasher {
 
     /// Does `password` match `phc`? With `None` (unknown user) it checks against the dummy hash
     /// and answers `false`, doing the same work as a real check.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, PasswordError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
         let ok = self

@@ -1,15 +1,19 @@
 //! `/auth/register`, `/auth/login`, `/auth/refresh`, `/auth/logout`, `/auth/password`.
 use poem::Request;
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
+use super::strict::{NewEmail, NewPassword, StrictString};
 use super::{AppState, BearerAuth, BearerToken, RefreshCookie, Tag};
 use crate::error::codes::*;
 use crate::error::{ApiError, Errors};
+use crate::metrics::RefreshOutcome;
 use crate::passwords;
-use crate::store::{EndReason, NewSession, NewUser, Rotation, SessionInfo, SessionScope, Successor};
+use crate::store::{
+    EndReason, NewSession, NewUser, Rotation, SessionInfo, SessionScope, Successor,
+};
 use crate::tokens::RefreshToken;
 use crate::tokens::access::Subject;
 
@@ -20,22 +24,26 @@ const MAX_EMAIL_LEN: usize = 254;
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct RegisterRequest {
-    /// Email address; trimmed and lower-cased, unique.
-    #[oai(validator(max_length = 320))]
-    pub email: String,
-    /// 8 to 1024 characters, any Unicode; used exactly as given.
-    #[oai(validator(max_length = 4096))]
-    pub password: String,
+    /// Email address; trimmed and lower-cased, unique. Anything that does not match the
+    /// pattern is `invalid_email`.
+    pub email: NewEmail,
+    /// 8 to 1024 characters, any Unicode; used exactly as given. Any other length is
+    /// `weak_password`.
+    pub password: NewPassword,
 }
 
 impl poem_openapi::types::Example for RegisterRequest {
     fn example() -> Self {
-        Self { email: "ada@example.com".into(), password: "correct horse battery staple".into() }
+        Self {
+            email: "ada@example.com".into(),
+            password: "correct horse battery staple".into(),
+        }
     }
 }
 
 /// A created account.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct UserCreated {
     /// The new user's id.
     pub user_id: String,
@@ -43,7 +51,18 @@ pub struct UserCreated {
     pub email: String,
 }
 
-/// Where the refresh token travels.
+impl poem_openapi::types::Example for UserCreated {
+    fn example() -> Self {
+        Self {
+            user_id: "5f0c6d1e-8a4b-4c39-9e51-2d7a3b9c0f11".into(),
+            email: "ada@example.com".into(),
+        }
+    }
+}
+
+/// Where the refresh token travels: `cookie` (the default, for browsers) sets it in the
+/// `__Host-refresh_token` HttpOnly cookie and never in a body; `body` (SDKs, mobile, CLI) returns
+/// it as `refresh_token` in the body and sets no cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Default)]
 #[oai(rename_all = "lowercase")]
 pub enum Delivery {
@@ -60,11 +79,12 @@ pub enum Delivery {
 pub struct LoginRequest {
     /// The account's email (normalised like at registration).
     #[oai(validator(max_length = 320))]
-    pub email: String,
+    pub email: StrictString,
     /// The password.
     #[oai(validator(max_length = 4096))]
-    pub password: String,
-    /// `cookie` (default) or `body`.
+    pub password: StrictString,
+    // `cookie` (default) or `body`. No doc comment: with one, poem-openapi wraps the `$ref` in
+    // an `allOf`, which SDK generators cannot take for an enum; `Delivery` documents itself.
     pub delivery: Option<Delivery>,
 }
 
@@ -73,13 +93,14 @@ impl poem_openapi::types::Example for LoginRequest {
         Self {
             email: "ada@example.com".into(),
             password: "correct horse battery staple".into(),
-            delivery: Some(Delivery::Body),
+            delivery: Some(Delivery::Cookie),
         }
     }
 }
 
 /// Tokens issued by login and refresh.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct TokenResponse {
     /// The access token (EdDSA JWT, `typ: at+jwt`).
     pub access_token: String,
@@ -96,26 +117,60 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
+impl poem_openapi::types::Example for TokenResponse {
+    fn example() -> Self {
+        Self {
+            access_token: "eyJhbGciOiJFZERTQSIsImtpZCI6IjNmYjEiLCJ0eXAiOiJhdCtqd3QifQ.eyJzdWIiOiI1ZjBjIn0.c2lnbmF0dXJl"
+                .into(),
+            token_type: "Bearer".into(),
+            expires_in: 300,
+            session_id: "0b9e3c8e-5d0a-4f8e-a1c2-7e4d9b6f2a35".into(),
+            refresh_expires_in: 1_209_600,
+            refresh_token: Some("q3Zx1bJ4o8mTn0yKc5VwR2dL7sEhA9uGfP6iQxWjN1Y".into()),
+        }
+    }
+}
+
 /// A refresh token sent in the body.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct RefreshRequest {
     /// The refresh token from a body-delivery login or refresh.
     #[oai(validator(max_length = 512))]
-    pub refresh_token: String,
+    pub refresh_token: StrictString,
+}
+
+impl poem_openapi::types::Example for RefreshRequest {
+    fn example() -> Self {
+        Self {
+            refresh_token: "q3Zx1bJ4o8mTn0yKc5VwR2dL7sEhA9uGfP6iQxWjN1Y".into(),
+        }
+    }
 }
 
 /// A password change.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ChangePasswordRequest {
     /// The current password.
     #[oai(validator(max_length = 4096))]
-    pub current_password: String,
-    /// The new password: 8 to 1024 characters.
-    #[oai(validator(max_length = 4096))]
-    pub new_password: String,
+    pub current_password: StrictString,
+    /// The new password: 8 to 1024 characters, any Unicode. Any other length is
+    /// `weak_password`.
+    pub new_password: NewPassword,
 }
 
-/// Which sessions a logout ends.
+impl poem_openapi::types::Example for ChangePasswordRequest {
+    fn example() -> Self {
+        Self {
+            current_password: "correct horse battery staple".into(),
+            new_password: "a longer and newer passphrase".into(),
+        }
+    }
+}
+
+/// Which sessions a logout ends: `local` (the default) the caller's session, `others` every
+/// other session of the user, `global` all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Default)]
 #[oai(rename_all = "lowercase")]
 pub enum LogoutScope {
@@ -200,7 +255,9 @@ pub fn normalize_email(raw: &str) -> Option<String> {
         && !domain.ends_with('.')
         && !domain.contains("..")
         && !domain.contains('@')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
     ok.then_some(email)
 }
 
@@ -226,7 +283,10 @@ fn issue(
     let refresh_expires_in = (session.expires_at() - state.clock.now()).max(0);
     let (body_token, cookie) = match delivery {
         Delivery::Body => (Some(refresh.expose().to_owned()), None),
-        Delivery::Cookie => (None, Some(state.cookies.set(refresh.expose(), refresh_expires_in))),
+        Delivery::Cookie => (
+            None,
+            Some(state.cookies.set(refresh.expose(), refresh_expires_in)),
+        ),
     };
     Ok(TokenIssued::Ok(
         Json(TokenResponse {
@@ -263,7 +323,7 @@ fn presented_refresh_token(
     let cookie = state.cookies.read(req).filter(|c| !c.is_empty());
     match (body, cookie) {
         (Some(_), Some(_)) => Err(ApiError::AmbiguousRefreshToken),
-        (Some(b), None) => Ok(Some(Presented::Body(b.refresh_token))),
+        (Some(b), None) => Ok(Some(Presented::Body(b.refresh_token.into_inner()))),
         (None, Some(c)) => {
             state.origins.check_cookie_request(req)?;
             Ok(Some(Presented::Cookie(c)))
@@ -286,16 +346,35 @@ impl AuthApi {
     async fn register(
         &self,
         state: Data<&AppState>,
+        req: &Request,
         body: Json<RegisterRequest>,
-    ) -> Result<RegisterResponse, Errors<{ E400 | E409 | E413 | E415 | E429 | E503 }>> {
+    ) -> Result<
+        RegisterResponse,
+        Errors<
+            {
+                INVALID_REQUEST
+                    | INVALID_EMAIL
+                    | WEAK_PASSWORD
+                    | EMAIL_TAKEN
+                    | RATE_LIMITED
+                    | SERVICE_UNAVAILABLE
+            },
+        >,
+    > {
+        let ip = state.client_meta(req).ip.unwrap_or_default();
+        state.throttle(&state.limits.register_ip, &ip, "register")?;
         let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
         if !passwords::is_acceptable(&body.password) {
             return Err(ApiError::WeakPassword.into());
         }
-        let password_hash = state.hasher.hash(body.0.password).await.map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            ApiError::Internal
-        })?;
+        let password_hash = state
+            .hasher
+            .hash(body.0.password.into_inner())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                ApiError::Internal
+            })?;
         let user_id = uuid::Uuid::new_v4().to_string();
         let created = state
             .store
@@ -309,7 +388,10 @@ impl AuthApi {
         if !created {
             return Err(ApiError::EmailTaken.into());
         }
-        Ok(RegisterResponse::Created(Json(UserCreated { user_id, email })))
+        Ok(RegisterResponse::Created(Json(UserCreated {
+            user_id,
+            email,
+        })))
     }
 
     /// Log in
@@ -325,29 +407,90 @@ impl AuthApi {
         state: Data<&AppState>,
         req: &Request,
         body: Json<LoginRequest>,
-    ) -> Result<TokenIssued, Errors<{ E400 | E401 | E403 | E413 | E415 | E429 | E503 }>> {
+    ) -> Result<
+        TokenIssued,
+        Errors<
+            {
+                INVALID_REQUEST
+                    | INVALID_CREDENTIALS
+                    | CSRF_REJECTED
+                    | RATE_LIMITED
+                    | SERVICE_UNAVAILABLE
+            },
+        >,
+    > {
         state.origins.check_origin(req)?;
         let meta = state.client_meta(req);
-        let LoginRequest { email, password, delivery } = body.0;
+        let LoginRequest {
+            email,
+            password,
+            delivery,
+        } = body.0;
+        let ip = meta.ip.clone().unwrap_or_default();
+        // Throttling keys on the address as typed (normalised), whether or not it exists, so a
+        // 429 reveals nothing about accounts.
+        let account = email.trim().to_lowercase();
+        let account_ip = format!("{account}|{ip}");
+        let throttled = state
+            .throttle(&state.limits.login_ip, &ip, "login")
+            .err()
+            .or_else(|| {
+                let wait = state
+                    .limits
+                    .login_account_ip
+                    .wait_secs(&account_ip)
+                    .max(state.limits.login_account.wait_secs(&account));
+                (wait > 0).then(|| {
+                    state
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&["login"])
+                        .inc();
+                    ApiError::RateLimited {
+                        retry_after_secs: wait,
+                    }
+                })
+            });
+        if let Some(err) = throttled {
+            state.metrics.login("rate_limited");
+            return Err(err.into());
+        }
         let user = match normalize_email(&email) {
             Some(email) => state.store.user_by_email(&email).await?,
             None => None,
         };
         let user = user.filter(|u| !u.disabled);
         let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = state.hasher.verify(password, phc).await.map_err(|e| {
-            tracing::error!(error = %e, "password verification failed");
-            ApiError::Internal
-        })?;
+        let ok = state
+            .hasher
+            .verify(password.into_inner(), phc)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "password verification failed");
+                ApiError::Internal
+            })?;
         let now = state.clock.now();
         let Some(user) = user.filter(|_| ok) else {
-            if let Some(u) = state.store.user_by_email(&email.trim().to_lowercase()).await? {
+            if let Some(u) = state
+                .store
+                .user_by_email(&email.trim().to_lowercase())
+                .await?
+            {
                 state
                     .store
-                    .record_event(&u.id, crate::store::EventKind::LoginFailed, now, None, &meta)
+                    .record_event(
+                        &u.id,
+                        crate::store::EventKind::LoginFailed,
+                        now,
+                        None,
+                        &meta,
+                    )
                     .await?;
-                tracing::warn!(user_id = %u.id, "login failed");
+                tracing::warn!(user_id = %u.id, ip = meta.ip.as_deref().unwrap_or("-"), "login failed");
             }
+            let _ = state.limits.login_account_ip.take(&account_ip);
+            let _ = state.limits.login_account.take(&account);
+            state.metrics.login("invalid_credentials");
             return Err(ApiError::InvalidCredentials.into());
         };
         let refresh = mint()?;
@@ -363,7 +506,14 @@ impl AuthApi {
                 token_hash: refresh.hash(),
             })
             .await?;
-        Ok(issue(&state, &session, &user.email, &refresh, delivery.unwrap_or_default())?)
+        state.metrics.login("success");
+        Ok(issue(
+            &state,
+            &session,
+            &user.email,
+            &refresh,
+            delivery.unwrap_or_default(),
+        )?)
     }
 
     /// Rotate the refresh token
@@ -381,21 +531,48 @@ impl AuthApi {
         state: Data<&AppState>,
         req: &Request,
         _auth: RefreshAuth,
+        /// Required (any value) when the refresh token comes from the cookie: a cross-site form
+        /// cannot send it. Read by the CSRF check.
+        #[oai(name = "X-Requested-With")]
+        _requested_with: Header<Option<String>>,
         body: Json<Option<RefreshRequest>>,
-    ) -> Result<TokenIssued, Errors<{ E400 | E401 | E403 | E413 | E415 | E429 | E503 }>> {
+    ) -> Result<
+        TokenIssued,
+        Errors<
+            {
+                INVALID_REQUEST
+                    | AMBIGUOUS_REFRESH_TOKEN
+                    | INVALID_REFRESH_TOKEN
+                    | CSRF_REJECTED
+                    | RATE_LIMITED
+                    | SERVICE_UNAVAILABLE
+            },
+        >,
+    > {
+        let ip = state.client_meta(req).ip.unwrap_or_default();
+        state.throttle(&state.limits.refresh_ip, &ip, "refresh")?;
         let (raw, delivery) = match presented_refresh_token(&state, req, body.0)? {
             Some(Presented::Body(t)) => (t, Delivery::Body),
             Some(Presented::Cookie(t)) => (t, Delivery::Cookie),
-            None => return Err(ApiError::InvalidRefreshToken.into()),
+            None => {
+                state.metrics.refresh(RefreshOutcome::Rejected);
+                return Err(ApiError::InvalidRefreshToken.into());
+            }
         };
-        let presented = RefreshToken::parse(&raw).ok_or(ApiError::InvalidRefreshToken)?;
+        let Some(presented) = RefreshToken::parse(&raw) else {
+            state.metrics.refresh(RefreshOutcome::Rejected);
+            return Err(ApiError::InvalidRefreshToken.into());
+        };
         let successor = mint()?;
         let meta = state.client_meta(req);
         let outcome = state
             .store
             .rotate(
                 presented.hash(),
-                Successor { hash: successor.hash(), sealed: presented.seal(&successor) },
+                Successor {
+                    hash: successor.hash(),
+                    sealed: presented.seal(&successor),
+                },
                 state.clock.now(),
                 state.settings.refresh_idle_secs,
                 state.settings.reuse_grace_secs,
@@ -405,10 +582,18 @@ impl AuthApi {
             .await?;
         match outcome {
             Rotation::Rotated { session, email } => {
+                state.metrics.refresh(RefreshOutcome::Rotated);
                 Ok(issue(&state, &session, &email, &successor, delivery)?)
             }
-            Rotation::Replayed { session, email, sealed } => {
-                let same = presented.open(&sealed).ok_or(ApiError::InvalidRefreshToken)?;
+            Rotation::Replayed {
+                session,
+                email,
+                sealed,
+            } => {
+                let same = presented
+                    .open(&sealed)
+                    .ok_or(ApiError::InvalidRefreshToken)?;
+                state.metrics.refresh(RefreshOutcome::GraceReplay);
                 Ok(issue(&state, &session, &email, &same, delivery)?)
             }
             Rotation::Reused(ended) => {
@@ -418,10 +603,14 @@ impl AuthApi {
                     ip = meta.ip.as_deref().unwrap_or("-"),
                     "refresh token reused: session revoked"
                 );
-                state.revoke_in_memory(&[ended]);
+                state.metrics.refresh(RefreshOutcome::ReuseDetected);
+                state.revoke_in_memory(&[ended], "reuse");
                 Err(ApiError::InvalidRefreshToken.into())
             }
-            Rotation::Invalid => Err(ApiError::InvalidRefreshToken.into()),
+            Rotation::Invalid => {
+                state.metrics.refresh(RefreshOutcome::Rejected);
+                Err(ApiError::InvalidRefreshToken.into())
+            }
         }
     }
 
@@ -439,14 +628,34 @@ impl AuthApi {
         state: Data<&AppState>,
         req: &Request,
         auth: LogoutAuth,
+        /// `local` (default): this session; `others`: every other session of the user;
+        /// `global`: all of them.
         scope: Query<Option<LogoutScope>>,
+        /// Required (any value) when the refresh token comes from the cookie: a cross-site form
+        /// cannot send it. Read by the CSRF check.
+        #[oai(name = "X-Requested-With")]
+        _requested_with: Header<Option<String>>,
         body: Json<Option<RefreshRequest>>,
-    ) -> Result<LoggedOut, Errors<{ E400 | E401 | E403 | E413 | E415 | E503 }>> {
+    ) -> Result<
+        LoggedOut,
+        Errors<
+            {
+                INVALID_REQUEST
+                    | AMBIGUOUS_REFRESH_TOKEN
+                    | INVALID_TOKEN
+                    | CSRF_REJECTED
+                    | SERVICE_UNAVAILABLE
+            },
+        >,
+    > {
         let scope = scope.0.unwrap_or_default();
         let meta = state.client_meta(req);
         let now = state.clock.now();
         let (user_id, session_id, current) = if let LogoutAuth::Bearer(bearer) = auth {
-            let claims = state.access.verify(&bearer.0.token).map_err(|_| ApiError::InvalidToken)?;
+            let claims = state
+                .access
+                .verify(&bearer.0.token)
+                .map_err(|_| ApiError::InvalidToken)?;
             (claims.sub, claims.sid, true)
         } else {
             let raw = match presented_refresh_token(&state, req, body.0)? {
@@ -469,7 +678,14 @@ impl AuthApi {
             ended.extend(
                 state
                     .store
-                    .end_sessions(&user_id, SessionScope::One(session_id.clone()), EndReason::Logout, now, state.token_horizon(), &meta)
+                    .end_sessions(
+                        &user_id,
+                        SessionScope::One(session_id.clone()),
+                        EndReason::Logout,
+                        now,
+                        state.token_horizon(),
+                        &meta,
+                    )
                     .await?,
             );
         }
@@ -477,11 +693,18 @@ impl AuthApi {
             ended.extend(
                 state
                     .store
-                    .end_sessions(&user_id, SessionScope::AllExcept(session_id), EndReason::Revoked, now, state.token_horizon(), &meta)
+                    .end_sessions(
+                        &user_id,
+                        SessionScope::AllExcept(session_id),
+                        EndReason::Revoked,
+                        now,
+                        state.token_horizon(),
+                        &meta,
+                    )
                     .await?,
             );
         }
-        state.revoke_in_memory(&ended);
+        state.revoke_in_memory(&ended, "logout");
         Ok(LoggedOut::NoContent(state.cookies.expire()))
     }
 
@@ -489,35 +712,69 @@ impl AuthApi {
     ///
     /// Needs the current password. Ends every other session of the user (their access tokens
     /// stop working at once); the calling session stays logged in.
-    #[oai(path = "/auth/password", method = "post", operation_id = "changePassword")]
+    #[oai(
+        path = "/auth/password",
+        method = "post",
+        operation_id = "changePassword"
+    )]
     async fn change_password(
         &self,
         state: Data<&AppState>,
         req: &Request,
         auth: BearerAuth,
         body: Json<ChangePasswordRequest>,
-    ) -> Result<NoContent, Errors<{ E400 | E401 | E413 | E415 | E429 | E503 }>> {
+    ) -> Result<
+        NoContent,
+        Errors<
+            {
+                INVALID_REQUEST
+                    | WEAK_PASSWORD
+                    | INVALID_TOKEN
+                    | INVALID_CREDENTIALS
+                    | RATE_LIMITED
+                    | SERVICE_UNAVAILABLE
+            },
+        >,
+    > {
         let claims = auth.0;
-        let ChangePasswordRequest { current_password, new_password } = body.0;
+        let ChangePasswordRequest {
+            current_password,
+            new_password,
+        } = body.0;
         if !passwords::is_acceptable(&new_password) {
             return Err(ApiError::WeakPassword.into());
         }
-        let user = state.store.user_by_id(&claims.sub).await?.ok_or(ApiError::InvalidToken)?;
+        let user = state
+            .store
+            .user_by_id(&claims.sub)
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
         let ok = state
             .hasher
-            .verify(current_password, Some(user.password_hash))
+            .verify(current_password.into_inner(), Some(user.password_hash))
             .await
             .map_err(|_| ApiError::Internal)?;
         if !ok {
             return Err(ApiError::InvalidCredentials.into());
         }
-        let hash = state.hasher.hash(new_password).await.map_err(|_| ApiError::Internal)?;
+        let hash = state
+            .hasher
+            .hash(new_password.into_inner())
+            .await
+            .map_err(|_| ApiError::Internal)?;
         let meta = state.client_meta(req);
         let ended = state
             .store
-            .change_password(&user.id, &claims.sid, hash, state.clock.now(), state.token_horizon(), &meta)
+            .change_password(
+                &user.id,
+                &claims.sid,
+                hash,
+                state.clock.now(),
+                state.token_horizon(),
+                &meta,
+            )
             .await?;
-        state.revoke_in_memory(&ended);
+        state.revoke_in_memory(&ended, "password_change");
         Ok(NoContent::Done)
     }
 }

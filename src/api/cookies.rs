@@ -24,7 +24,11 @@ impl CookiePolicy {
 
     /// Name of the refresh-token cookie.
     pub fn name(&self) -> &'static str {
-        if self.insecure { "refresh_token" } else { "__Host-refresh_token" }
+        if self.insecure {
+            "refresh_token"
+        } else {
+            "__Host-refresh_token"
+        }
     }
 
     fn attributes(&self) -> &'static str {
@@ -37,7 +41,12 @@ impl CookiePolicy {
 
     /// `Set-Cookie` value carrying `token` for `max_age` seconds.
     pub fn set(&self, token: &str, max_age: i64) -> String {
-        format!("{}={token}; Max-Age={}; {}", self.name(), max_age.max(0), self.attributes())
+        format!(
+            "{}={token}; Max-Age={}; {}",
+            self.name(),
+            max_age.max(0),
+            self.attributes()
+        )
     }
 
     /// `Set-Cookie` value that removes the cookie: empty, `Max-Age=0`, same name, path and
@@ -85,7 +94,10 @@ impl OriginPolicy {
         }
         // The same server reached by another name (localhost vs 127.0.0.1): the browser
         // sets Origin, so a page elsewhere cannot claim to be us.
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
         host.is_some_and(|h| {
             origin.eq_ignore_ascii_case(&format!("http://{h}"))
                 || origin.eq_ignore_ascii_case(&format!("https://{h}"))
@@ -94,7 +106,10 @@ impl OriginPolicy {
 
     /// The Origin / Sec-Fetch-Site check (login and cookie-borne requests).
     pub fn check_origin(&self, req: &Request) -> Result<(), ApiError> {
-        let origin = req.headers().get(header::ORIGIN).map(|v| v.to_str().unwrap_or("null"));
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or("null"));
         match origin {
             Some(o) if self.is_own(o, req) || self.is_allowed_cross_origin(o) => Ok(()),
             Some(_) => Err(ApiError::CsrfRejected),

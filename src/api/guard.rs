@@ -3,7 +3,10 @@
 //! (poem's own errors included, whose text never reaches a client), and response hygiene
 //! (`Cache-Control: no-store`, `nosniff`, charset).
 use poem::http::{HeaderValue, Method, StatusCode, header};
+use std::time::Instant;
+
 use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::OperationId;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -15,7 +18,11 @@ const CORS_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const CORS_HEADERS: &str = "authorization, content-type, x-requested-with";
 
 /// Runs `ep` for `req` under every rule of this module.
-pub async fn guard<E: Endpoint>(ep: &E, state: &AppState, mut req: Request) -> poem::Result<Response> {
+pub async fn guard<E: Endpoint>(
+    ep: &E,
+    state: &AppState,
+    mut req: Request,
+) -> poem::Result<Response> {
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -23,26 +30,70 @@ pub async fn guard<E: Endpoint>(ep: &E, state: &AppState, mut req: Request) -> p
         .filter(|o| state.origins.is_allowed_cross_origin(o))
         .map(str::to_owned);
     let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let started = Instant::now();
+    let request_id = request_id(&req);
 
+    let mut operation = None;
     let mut resp = if req.method() == Method::OPTIONS && origin.is_some() {
         preflight()
     } else {
         match check_body(&mut req).await {
             Err(e) => e.into_response(),
             Ok(()) => match ep.call(req).await {
-                Ok(r) => r.into_response(),
-                Err(err) => error_response(err),
+                Ok(r) => {
+                    let r = r.into_response();
+                    operation = r.data::<OperationId>().map(|o| o.0);
+                    r
+                }
+                Err(err) => {
+                    operation = err.data::<OperationId>().map(|o| o.0);
+                    error_response(err)
+                }
             },
         }
     };
 
+    let status = resp.status().as_u16();
+    let route = operation.unwrap_or_else(|| route_label(&path));
+    let elapsed = started.elapsed();
+    let status_label = status.to_string();
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route, &status_label])
+        .inc();
+    state
+        .metrics
+        .latency
+        .with_label_values(&[route, &status_label])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "authd::http",
+        %method,
+        route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        request_id = %request_id,
+        "request"
+    );
+
     let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", v);
+    }
     if let Some(o) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
-        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
     }
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if path.starts_with("/auth/") || path == "/me" {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -61,7 +112,38 @@ pub async fn guard<E: Endpoint>(ep: &E, state: &AppState, mut req: Request) -> p
             headers.append(header::SET_COOKIE, v);
         }
     }
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110: a 405 lists the methods the path supports.
+        if let Some(allow) = super::spec::allowed_methods(&path) {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+    }
     Ok(resp)
+}
+
+/// The label of a request that reached no API operation.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/openapi.json" | "/openapi.yaml" => "spec",
+        "/metrics" => "metrics",
+        p if p == "/docs" || p.starts_with("/docs/") => "docs",
+        _ => "unmatched",
+    }
+}
+
+/// The caller's `X-Request-Id` when it is short and plain, else a new one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
 fn preflight() -> Response {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{AppState, Tag};
 use crate::error::codes::*;
@@ -14,13 +14,33 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A probe's answer.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Health {
     /// `ok`.
     pub status: String,
 }
 
+impl poem_openapi::types::Example for Health {
+    fn example() -> Self {
+        Self {
+            status: "ok".into(),
+        }
+    }
+}
+
+/// A probe's success.
+#[derive(ApiResponse)]
+pub enum Probe {
+    /// Healthy (or ready).
+    #[oai(status = 200)]
+    Ok(Json<Health>),
+}
+
 async fn database_reachable(state: &AppState) -> bool {
-    matches!(tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Probes.
@@ -32,11 +52,16 @@ impl HealthApi {
     ///
     /// 200 while the process serves and the database answers; 503 while it cannot be reached.
     #[oai(path = "/healthz", method = "get", operation_id = "health")]
-    async fn health(&self, state: Data<&AppState>) -> Result<Json<Health>, Errors<{ E503 }>> {
+    async fn health(
+        &self,
+        state: Data<&AppState>,
+    ) -> Result<Probe, Errors<{ SERVICE_UNAVAILABLE }>> {
         if !database_reachable(&state).await {
             return Err(ApiError::ServiceUnavailable.into());
         }
-        Ok(Json(Health { status: "ok".into() }))
+        Ok(Probe::Ok(Json(Health {
+            status: "ok".into(),
+        })))
     }
 
     /// Readiness
@@ -44,10 +69,15 @@ impl HealthApi {
     /// 503 until migrations ran and the signing keys are loaded, and while the database cannot
     /// be reached.
     #[oai(path = "/readyz", method = "get", operation_id = "ready")]
-    async fn ready(&self, state: Data<&AppState>) -> Result<Json<Health>, Errors<{ E503 }>> {
+    async fn ready(
+        &self,
+        state: Data<&AppState>,
+    ) -> Result<Probe, Errors<{ SERVICE_UNAVAILABLE }>> {
         if !state.is_ready() || !state.keys.is_ready() || !database_reachable(&state).await {
             return Err(ApiError::ServiceUnavailable.into());
         }
-        Ok(Json(Health { status: "ok".into() }))
+        Ok(Probe::Ok(Json(Health {
+            status: "ok".into(),
+        })))
     }
 }

@@ -19,6 +19,8 @@ pub mod health;
 pub mod keys;
 pub mod me;
 pub mod sessions;
+pub mod spec;
+pub mod strict;
 
 pub use cookies::{CookiePolicy, OriginPolicy};
 
@@ -50,6 +52,8 @@ pub struct Inner {
     pub cookies: CookiePolicy,
     pub origins: OriginPolicy,
     pub settings: Settings,
+    pub metrics: crate::metrics::Metrics,
+    pub limits: crate::ratelimit::RateLimits,
     /// Set once migrations ran and keys are loaded.
     pub ready: AtomicBool,
 }
@@ -69,10 +73,30 @@ impl AppState {
 
     /// Adds freshly ended sessions to the in-memory revoked set: this instance rejects their
     /// access tokens from this moment on.
-    pub fn revoke_in_memory(&self, ended: &[EndedSession]) {
+    /// `cause` labels the `authd_sessions_revoked_total` metric.
+    pub fn revoke_in_memory(&self, ended: &[EndedSession], cause: &str) {
         for e in ended {
             self.revoked.insert(&e.session_id, e.horizon);
+            tracing::warn!(user_id = %e.user_id, session_id = %e.session_id, cause, "session ended");
         }
+        self.metrics.revoked(cause, ended.len());
+    }
+
+    /// Takes a token from `limiter` for `key`, or answers 429 (counted per operation).
+    pub fn throttle(
+        &self,
+        limiter: &crate::ratelimit::Limiter,
+        key: &str,
+        operation: &str,
+    ) -> Result<(), ApiError> {
+        limiter.take(key).map_err(|retry_after_secs| {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[operation])
+                .inc();
+            tracing::warn!(operation, key_kind = "client", "rate limited");
+            ApiError::RateLimited { retry_after_secs }
+        })
     }
 
     /// Until when an access token signed now may verify.
@@ -91,7 +115,11 @@ impl AppState {
             .and_then(|v| v.split(',').next())
             .map(|v| v.trim().to_owned())
             .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
-        let ip = forwarded.or_else(|| req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()));
+        let ip = forwarded.or_else(|| {
+            req.remote_addr()
+                .as_socket_addr()
+                .map(|a| a.ip().to_string())
+        });
         let user_agent = req
             .headers()
             .get(poem::http::header::USER_AGENT)
@@ -116,7 +144,8 @@ pub enum Tag {
     Health,
 }
 
-/// A verified access token (`Authorization: Bearer`).
+/// The access token from login or refresh, as `Authorization: Bearer <access_token>`: an EdDSA
+/// JWT that expires after `expires_in` seconds and stops working at once when its session ends.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "bearerAuth",
@@ -134,12 +163,17 @@ async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessClai
     })
 }
 
-/// An unverified bearer token, for operations that accept one of several credentials.
+/// The access token from login or refresh, as `Authorization: Bearer <access_token>`: an EdDSA
+/// JWT that expires after `expires_in` seconds and stops working at once when its session ends.
+// Unverified here: for operations that accept one of several credentials. Same scheme name and
+// text as `BearerAuth`, so the spec declares one scheme.
 #[derive(SecurityScheme)]
 #[oai(rename = "bearerAuth", ty = "bearer", bearer_format = "JWT")]
 pub struct BearerToken(pub Bearer);
 
-/// The refresh-token cookie (documented here; read through [`CookiePolicy`]).
+/// The refresh token in the `__Host-refresh_token` cookie (`HttpOnly; Secure; SameSite=Strict;
+/// Path=/`) set by a cookie-delivery login; the browser sends it, scripts cannot read it.
+/// Requests that rely on it need the `X-Requested-With` header and an allowed `Origin`.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "refreshCookie",
@@ -150,16 +184,32 @@ pub struct BearerToken(pub Bearer);
 pub struct RefreshCookie(pub ApiKey);
 
 /// The operations of the API.
-pub type Api = (auth::AuthApi, sessions::SessionsApi, me::MeApi, keys::KeysApi, health::HealthApi);
+pub type Api = (
+    auth::AuthApi,
+    sessions::SessionsApi,
+    me::MeApi,
+    keys::KeysApi,
+    health::HealthApi,
+);
 
 /// The spec, with the relative server that lets the docs UI call whichever host serves it.
 pub fn service() -> OpenApiService<Api, ()> {
-    let api = (auth::AuthApi, sessions::SessionsApi, me::MeApi, keys::KeysApi, health::HealthApi);
+    let api = (
+        auth::AuthApi,
+        sessions::SessionsApi,
+        me::MeApi,
+        keys::KeysApi,
+        health::HealthApi,
+    );
     OpenApiService::new(api, "authd", env!("CARGO_PKG_VERSION"))
         .description(
             "An auth server whose logout really logs JWTs out: short-lived EdDSA access tokens, \
              opaque rotating refresh tokens with reuse detection, and instant revocation of the \
              access tokens of ended sessions.",
+        )
+        .license(
+            poem_openapi::LicenseObject::new("Apache-2.0")
+                .url("https://www.apache.org/licenses/LICENSE-2.0"),
         )
         .server("/")
 }

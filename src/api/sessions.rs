@@ -3,7 +3,7 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::auth::NoContent;
@@ -21,6 +21,7 @@ fn timestamp(secs: i64) -> OffsetDateTime {
 
 /// One live session of the caller.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Session {
     /// Session id.
     pub id: String,
@@ -40,6 +41,7 @@ pub struct Session {
 
 /// One security event.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct SecurityEvent {
     /// `login`, `login_failed`, `logout`, `session_revoked`, `refresh_token_reused` or
     /// `password_changed`.
@@ -52,6 +54,48 @@ pub struct SecurityEvent {
     pub ip: Option<String>,
     /// User agent of the request that caused it.
     pub user_agent: Option<String>,
+}
+
+impl poem_openapi::types::Example for Session {
+    fn example() -> Self {
+        Self {
+            id: "0b9e3c8e-5d0a-4f8e-a1c2-7e4d9b6f2a35".into(),
+            created_at: timestamp(1_790_000_000),
+            last_refreshed_at: timestamp(1_790_003_600),
+            expires_at: timestamp(1_791_213_200),
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+            ip: Some("203.0.113.7".into()),
+            current: true,
+        }
+    }
+}
+
+impl poem_openapi::types::Example for SecurityEvent {
+    fn example() -> Self {
+        Self {
+            kind: "refresh_token_reused".into(),
+            at: timestamp(1_790_003_600),
+            session_id: Some("0b9e3c8e-5d0a-4f8e-a1c2-7e4d9b6f2a35".into()),
+            ip: Some("198.51.100.23".into()),
+            user_agent: Some("curl/8.5.0".into()),
+        }
+    }
+}
+
+/// `listSessions`' answer.
+#[derive(ApiResponse)]
+pub enum SessionList {
+    /// The caller's live sessions, most recently refreshed first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<Session>>),
+}
+
+/// `listSecurityEvents`' answer.
+#[derive(ApiResponse)]
+pub enum EventList {
+    /// The caller's most recent security events, newest first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<SecurityEvent>>),
 }
 
 /// The caller's sessions and security events.
@@ -68,9 +112,12 @@ impl SessionsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-    ) -> Result<Json<Vec<Session>>, Errors<{ E401 | E503 }>> {
-        let sessions = state.store.list_sessions(&auth.0.sub, state.clock.now()).await?;
-        Ok(Json(
+    ) -> Result<SessionList, Errors<{ INVALID_TOKEN | SERVICE_UNAVAILABLE }>> {
+        let sessions = state
+            .store
+            .list_sessions(&auth.0.sub, state.clock.now())
+            .await?;
+        Ok(SessionList::Ok(Json(
             sessions
                 .into_iter()
                 .map(|s| Session {
@@ -83,14 +130,18 @@ impl SessionsApi {
                     ip: s.ip,
                 })
                 .collect(),
-        ))
+        )))
     }
 
     /// End one of my sessions
     ///
     /// Ends the session (its refresh token stops working and its access tokens are refused at
     /// once). 404 for an id that is not one of the caller's live sessions.
-    #[oai(path = "/auth/sessions/:id", method = "delete", operation_id = "revokeSession")]
+    #[oai(
+        path = "/auth/sessions/:id",
+        method = "delete",
+        operation_id = "revokeSession"
+    )]
     async fn revoke(
         &self,
         state: Data<&AppState>,
@@ -99,8 +150,15 @@ impl SessionsApi {
         /// The session id.
         #[oai(validator(max_length = 64))]
         id: Path<String>,
-    ) -> Result<NoContent, Errors<{ E400 | E401 | E404 | E503 }>> {
-        let reason = if id.0 == auth.0.sid { EndReason::Logout } else { EndReason::Revoked };
+    ) -> Result<
+        NoContent,
+        Errors<{ INVALID_REQUEST | INVALID_TOKEN | NOT_FOUND | SERVICE_UNAVAILABLE }>,
+    > {
+        let reason = if id.0 == auth.0.sid {
+            EndReason::Logout
+        } else {
+            EndReason::Revoked
+        };
         let ended = state
             .store
             .end_sessions(
@@ -115,21 +173,25 @@ impl SessionsApi {
         if ended.is_empty() {
             return Err(ApiError::NotFound.into());
         }
-        state.revoke_in_memory(&ended);
+        state.revoke_in_memory(&ended, "revoked");
         Ok(NoContent::Done)
     }
 
     /// List my security events
     ///
     /// The caller's 50 most recent security events, newest first.
-    #[oai(path = "/auth/events", method = "get", operation_id = "listSecurityEvents")]
+    #[oai(
+        path = "/auth/events",
+        method = "get",
+        operation_id = "listSecurityEvents"
+    )]
     async fn events(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-    ) -> Result<Json<Vec<SecurityEvent>>, Errors<{ E401 | E503 }>> {
+    ) -> Result<EventList, Errors<{ INVALID_TOKEN | SERVICE_UNAVAILABLE }>> {
         let events = state.store.recent_events(&auth.0.sub, EVENT_PAGE).await?;
-        Ok(Json(
+        Ok(EventList::Ok(Json(
             events
                 .into_iter()
                 .map(|e| SecurityEvent {
@@ -140,6 +202,6 @@ impl SessionsApi {
                     user_agent: e.user_agent,
                 })
                 .collect(),
-        ))
+        )))
     }
 }

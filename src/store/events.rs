@@ -89,7 +89,11 @@ impl Store {
     }
 
     /// The user's most recent events, newest first.
-    pub async fn recent_events(&self, user_id: &str, limit: u64) -> Result<Vec<SecurityEvent>, StoreError> {
+    pub async fn recent_events(
+        &self,
+        user_id: &str,
+        limit: u64,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
         Ok(security_events::Entity::find()
             .filter(security_events::Column::UserId.eq(user_id))
             .order_by_desc(security_events::Column::At)

@@ -32,7 +32,11 @@ fn row(key: KeyRecord) -> signing_keys::ActiveModel {
 impl Store {
     /// The keys that still verify at `now`: unretired ones, and retired ones whose last
     /// tokens may not have expired yet (retired after `now - overlap_secs`).
-    pub async fn live_keys(&self, now: i64, overlap_secs: i64) -> Result<Vec<KeyRecord>, StoreError> {
+    pub async fn live_keys(
+        &self,
+        now: i64,
+        overlap_secs: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
         Ok(signing_keys::Entity::find()
             .filter(
                 Condition::any()
@@ -56,7 +60,9 @@ impl Store {
             .await?
             .is_some();
         if !any {
-            signing_keys::Entity::insert(row(key)).exec_without_returning(&txn).await?;
+            signing_keys::Entity::insert(row(key))
+                .exec_without_returning(&txn)
+                .await?;
         }
         txn.commit().await?;
         Ok(!any)
@@ -70,7 +76,9 @@ impl Store {
             .filter(signing_keys::Column::RetiredAt.is_null())
             .exec(&txn)
             .await?;
-        signing_keys::Entity::insert(row(key)).exec_without_returning(&txn).await?;
+        signing_keys::Entity::insert(row(key))
+            .exec_without_returning(&txn)
+            .await?;
         txn.commit().await?;
         Ok(())
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseBackend, DatabaseConnection,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
     DatabaseTransaction, DbErr, RuntimeErr, TransactionOptions, TransactionTrait,
 };
 
@@ -24,10 +24,12 @@ mod users;
 pub use events::{EventKind, SecurityEvent};
 pub use prune::Pruned;
 pub use sessions::{
-    ClientMeta, EndReason, EndedSession, NewSession, Rotation, SessionInfo, SessionScope,
-    Successor,
+    ClientMeta, EndReason, EndedSession, NewSession, Rotation, SessionInfo, SessionScope, Successor,
 };
 pub use users::{NewUser, User};
+
+/// The Postgres advisory-lock key that serialises migrations ("authd-mi" as an integer).
+const MIGRATION_LOCK: i64 = 0x6175_7468_642d_6d69;
 
 /// A storage failure, already sorted into what the client should hear.
 #[derive(Debug, thiserror::Error)]
@@ -85,27 +87,52 @@ pub struct Store {
 
 impl Store {
     /// Connects to `DATABASE_URL`. SQLite gets WAL, `synchronous=NORMAL`, a busy timeout and
-    /// foreign keys; the pool size and acquire timeout come from the config.
+    /// foreign keys; Postgres gets the statement timeout, also as its idle-in-transaction timeout
+    /// so that a transaction whose client vanished does not keep its row locks. The pool size and
+    /// acquire timeout come from the config; every connection is pinged before it is handed out,
+    /// so connections the database dropped are replaced instead of failing a request.
     pub async fn connect(cfg: &DbConfig) -> Result<Self, StoreError> {
+        let statement_timeout = format!("{}ms", cfg.db_statement_timeout_ms);
         let mut opts = ConnectOptions::new(cfg.database_url.clone());
         opts.max_connections(cfg.db_max_connections)
             .min_connections(1)
             .acquire_timeout(cfg.acquire_timeout())
             .connect_timeout(cfg.acquire_timeout())
+            .test_before_acquire(true)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
+            })
+            .map_sqlx_postgres_opts(move |o| {
+                o.options([
+                    ("statement_timeout", statement_timeout.as_str()),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        statement_timeout.as_str(),
+                    ),
+                ])
             });
         let db = Database::connect(opts).await?;
         Ok(Self { db })
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. Instances that start together on one database take
+    /// turns: the migrations run in one transaction that first takes a lock (a Postgres advisory
+    /// lock, with no statement timeout since a migration may be long; SQLite's write lock), so
+    /// the next instance finds them applied instead of failing on the migration table.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None).await?;
+        let txn = self.begin_write().await?;
+        if self.backend() == DatabaseBackend::Postgres {
+            txn.execute_unprepared("SET LOCAL statement_timeout = 0")
+                .await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .await?;
+        }
+        Migrator::up(&txn, None).await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -123,6 +150,21 @@ impl Store {
     /// The raw connection, for tests and tools.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Pool connections: `(open, idle)`.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self.backend() {
+            DatabaseBackend::Sqlite => {
+                let p = self.db.get_sqlite_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            DatabaseBackend::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            _ => (0, 0),
+        }
     }
 
     async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {

@@ -26,7 +26,12 @@ pub struct Pruned {
 
 impl Store {
     /// One pruning pass at `now`.
-    pub async fn prune(&self, now: i64, grace_secs: i64, key_overlap_secs: i64) -> Result<Pruned, StoreError> {
+    pub async fn prune(
+        &self,
+        now: i64,
+        grace_secs: i64,
+        key_overlap_secs: i64,
+    ) -> Result<Pruned, StoreError> {
         let mut out = Pruned::default();
         loop {
             let ids: Vec<String> = sessions::Entity::find()
@@ -67,7 +72,10 @@ impl Store {
             .await?
             .rows_affected;
         out.sealed_successors = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::SuccessorSealed, Expr::value(Option::<Vec<u8>>::None))
+            .col_expr(
+                refresh_tokens::Column::SuccessorSealed,
+                Expr::value(Option::<Vec<u8>>::None),
+            )
             .filter(refresh_tokens::Column::SuccessorSealed.is_not_null())
             .filter(refresh_tokens::Column::UsedAt.lte(now - grace_secs))
             .exec(&self.db)

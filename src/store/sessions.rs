@@ -160,8 +160,15 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_token(&txn, new.token_hash, &new.id, 0, new.now).await?;
-        super::events::record(&txn, &new.user_id, EventKind::Login, new.now, Some(&new.id), &new.meta)
-            .await?;
+        super::events::record(
+            &txn,
+            &new.user_id,
+            EventKind::Login,
+            new.now,
+            Some(&new.id),
+            &new.meta,
+        )
+        .await?;
         txn.commit().await?;
         Ok(row.into())
     }
@@ -178,7 +185,10 @@ impl Store {
         meta: &ClientMeta,
     ) -> Result<Rotation, StoreError> {
         let txn = self.begin_write().await?;
-        let Some(token) = refresh_tokens::Entity::find_by_id(presented.clone()).one(&txn).await? else {
+        let Some(token) = refresh_tokens::Entity::find_by_id(presented.clone())
+            .one(&txn)
+            .await?
+        else {
             return Ok(Rotation::Invalid);
         };
         // Every change to a family happens under its session row's lock (FOR UPDATE on
@@ -191,14 +201,20 @@ impl Store {
         else {
             return Ok(Rotation::Invalid);
         };
-        let Some(mut token) = refresh_tokens::Entity::find_by_id(presented.clone()).one(&txn).await? else {
+        let Some(mut token) = refresh_tokens::Entity::find_by_id(presented.clone())
+            .one(&txn)
+            .await?
+        else {
             return Ok(Rotation::Invalid);
         };
         let session = SessionInfo::from(session);
         if !session.is_live(now) {
             return Ok(Rotation::Invalid);
         }
-        let Some(user) = users::Entity::find_by_id(session.user_id.clone()).one(&txn).await? else {
+        let Some(user) = users::Entity::find_by_id(session.user_id.clone())
+            .one(&txn)
+            .await?
+        else {
             return Ok(Rotation::Invalid);
         };
         if user.disabled {
@@ -208,8 +224,14 @@ impl Store {
         if token.used_at.is_none() {
             let won = refresh_tokens::Entity::update_many()
                 .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
-                .col_expr(refresh_tokens::Column::SuccessorHash, Expr::value(successor.hash.clone()))
-                .col_expr(refresh_tokens::Column::SuccessorSealed, Expr::value(successor.sealed))
+                .col_expr(
+                    refresh_tokens::Column::SuccessorHash,
+                    Expr::value(successor.hash.clone()),
+                )
+                .col_expr(
+                    refresh_tokens::Column::SuccessorSealed,
+                    Expr::value(successor.sealed),
+                )
                 .filter(refresh_tokens::Column::TokenHash.eq(presented.clone()))
                 .filter(refresh_tokens::Column::UsedAt.is_null())
                 .exec(&txn)
@@ -221,7 +243,10 @@ impl Store {
                 let idle_expires_at = (now + idle_secs).min(session.absolute_expires_at);
                 sessions::Entity::update_many()
                     .col_expr(sessions::Column::LastRefreshedAt, Expr::value(now))
-                    .col_expr(sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
+                    .col_expr(
+                        sessions::Column::IdleExpiresAt,
+                        Expr::value(idle_expires_at),
+                    )
                     .filter(sessions::Column::Id.eq(session.id.clone()))
                     .exec(&txn)
                     .await?;
@@ -231,11 +256,17 @@ impl Store {
                     idle_expires_at,
                     ..session
                 };
-                return Ok(Rotation::Rotated { session, email: user.email });
+                return Ok(Rotation::Rotated {
+                    session,
+                    email: user.email,
+                });
             }
             // Another transaction rotated it between our read and our update (Postgres, READ
             // COMMITTED): read what it wrote and treat the token as rotated.
-            match refresh_tokens::Entity::find_by_id(presented).one(&txn).await? {
+            match refresh_tokens::Entity::find_by_id(presented)
+                .one(&txn)
+                .await?
+            {
                 Some(t) if t.used_at.is_some() => token = t,
                 _ => return Ok(Rotation::Invalid),
             }
@@ -254,10 +285,17 @@ impl Store {
             successor_used,
             successor_sealed: token.successor_sealed.is_some(),
         };
-        match (refresh::decide(rotated, now, grace_secs), token.successor_sealed) {
+        match (
+            refresh::decide(rotated, now, grace_secs),
+            token.successor_sealed,
+        ) {
             (Decision::Replay, Some(sealed)) => {
                 txn.commit().await?;
-                Ok(Rotation::Replayed { session, email: user.email, sealed })
+                Ok(Rotation::Replayed {
+                    session,
+                    email: user.email,
+                    sealed,
+                })
             }
             _ => {
                 let mut ended = end_sessions_in(
@@ -282,7 +320,10 @@ impl Store {
         hash: Vec<u8>,
         now: i64,
     ) -> Result<Option<(SessionInfo, bool)>, StoreError> {
-        let Some(token) = refresh_tokens::Entity::find_by_id(hash).one(&self.db).await? else {
+        let Some(token) = refresh_tokens::Entity::find_by_id(hash)
+            .one(&self.db)
+            .await?
+        else {
             return Ok(None);
         };
         let session = sessions::Entity::find_by_id(token.session_id)
@@ -311,7 +352,11 @@ impl Store {
     }
 
     /// The user's live sessions, most recently refreshed first.
-    pub async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
+    pub async fn list_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
         Ok(sessions::Entity::find()
             .filter(sessions::Column::UserId.eq(user_id))
             .filter(sessions::Column::IdleExpiresAt.gt(now))
@@ -343,8 +388,15 @@ impl Store {
             .filter(users::Column::Id.eq(user_id))
             .exec(&txn)
             .await?;
-        super::events::record(&txn, user_id, EventKind::PasswordChanged, now, Some(keep_session), meta)
-            .await?;
+        super::events::record(
+            &txn,
+            user_id,
+            EventKind::PasswordChanged,
+            now,
+            Some(keep_session),
+            meta,
+        )
+        .await?;
         let ended = end_sessions_in(
             &txn,
             user_id,
@@ -384,8 +436,16 @@ impl Store {
             .await?;
         let ended = if disabled {
             let meta = ClientMeta::default();
-            end_sessions_in(&txn, &user.id, &SessionScope::All, EndReason::Operator, now, horizon, &meta)
-                .await?
+            end_sessions_in(
+                &txn,
+                &user.id,
+                &SessionScope::All,
+                EndReason::Operator,
+                now,
+                horizon,
+                &meta,
+            )
+            .await?
         } else {
             Vec::new()
         };
@@ -474,9 +534,10 @@ async fn end_sessions_in<C: ConnectionTrait>(
     }))
     .exec_without_returning(db)
     .await?;
-    security_events::Entity::insert_many(ids.iter().map(|id| {
-        super::events::row(user_id, reason.event(), now, Some(id), meta)
-    }))
+    security_events::Entity::insert_many(
+        ids.iter()
+            .map(|id| super::events::row(user_id, reason.event(), now, Some(id), meta)),
+    )
     .exec_without_returning(db)
     .await?;
     Ok(ids

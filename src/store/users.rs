@@ -57,7 +57,10 @@ impl Store {
             created_at: Set(new.now),
             updated_at: Set(new.now),
         };
-        match users::Entity::insert(row).exec_without_returning(&self.db).await {
+        match users::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Ok(false)

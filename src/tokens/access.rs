@@ -137,8 +137,11 @@ impl AccessTokens {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(TYP.to_owned());
         header.kid = Some(key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|_| KeyError::Malformed { kid: key.kid.clone() })?;
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|_| {
+            KeyError::Malformed {
+                kid: key.kid.clone(),
+            }
+        })?;
         Ok((token, exp - now))
     }
 

@@ -131,7 +131,10 @@ impl KeySet {
             if pair.public_key().as_ref() != r.public_key.as_slice() {
                 return Err(KeyError::Malformed { kid: r.kid.clone() });
             }
-            verifying.insert(r.kid.clone(), Arc::new(DecodingKey::from_ed_der(&r.public_key)));
+            verifying.insert(
+                r.kid.clone(),
+                Arc::new(DecodingKey::from_ed_der(&r.public_key)),
+            );
             jwks.push(Jwk {
                 kty: "OKP".into(),
                 crv: "Ed25519".into(),
@@ -153,13 +156,20 @@ impl KeySet {
             })
         });
         jwks.sort_by(|a, b| a.kid.cmp(&b.kid));
-        let snapshot = Arc::new(Snapshot { signing, verifying, jwks });
+        let snapshot = Arc::new(Snapshot {
+            signing,
+            verifying,
+            jwks,
+        });
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         Ok(())
     }
 
     fn current(&self) -> Arc<Snapshot> {
-        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn signing(&self) -> Result<Arc<SigningKey>, KeyError> {
@@ -185,4 +195,3 @@ impl KeySet {
         self.current().signing.is_some()
     }
 }
-

@@ -56,7 +56,9 @@ impl RefreshToken {
         h.update(self.0.as_bytes());
         let key = h.finalize();
         // A 32-byte key is always valid for ChaCha20-Poly1305.
-        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap_or_else(|_| unreachable!()))
+        LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap_or_else(|_| unreachable!()),
+        )
     }
 
     /// Seals `successor` under a key derived from this (parent) token. Each parent seals
@@ -77,7 +79,11 @@ impl RefreshToken {
         let mut buf = sealed.to_vec();
         let plain = self
             .seal_key()
-            .open_in_place(Nonce::assume_unique_for_key([0u8; 12]), Aad::from(self.hash()), &mut buf)
+            .open_in_place(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(self.hash()),
+                &mut buf,
+            )
             .ok()?;
         RefreshToken::parse(std::str::from_utf8(plain).ok()?)
     }
@@ -134,18 +140,29 @@ mod tests {
         let other = RefreshToken::mint().unwrap_or_else(|_| unreachable!());
         let child = RefreshToken::mint().unwrap_or_else(|_| unreachable!());
         let sealed = parent.seal(&child);
-        assert!(!sealed.windows(10).any(|w| child.expose().as_bytes().windows(10).any(|c| c == w)));
+        assert!(
+            !sealed
+                .windows(10)
+                .any(|w| child.expose().as_bytes().windows(10).any(|c| c == w))
+        );
         assert_eq!(parent.open(&sealed), Some(child));
         assert_eq!(other.open(&sealed), None);
     }
 
     #[test]
     fn the_window_starts_at_the_first_rotation_and_needs_an_unused_successor() {
-        let r = Rotated { used_at: 100, successor_used: false, successor_sealed: true };
+        let r = Rotated {
+            used_at: 100,
+            successor_used: false,
+            successor_sealed: true,
+        };
         assert_eq!(decide(r, 109, 10), Decision::Replay);
         assert_eq!(decide(r, 110, 10), Decision::RevokeFamily);
         assert_eq!(decide(r, 100, 0), Decision::RevokeFamily);
-        let used = Rotated { successor_used: true, ..r };
+        let used = Rotated {
+            successor_used: true,
+            ..r
+        };
         assert_eq!(decide(used, 101, 10), Decision::RevokeFamily);
     }
 }

@@ -26,6 +26,7 @@ pub fn test_config() -> ServeConfig {
     ServeConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         sync_interval_ms: 50,
+        rate_limits: false,
         prune_interval_secs: 86_400,
         ..ServeConfig::default()
     }
@@ -36,21 +37,38 @@ pub async fn fresh_database() -> (DbConfig, Option<PathBuf>) {
     let name = format!("authd_t_{}", uuid::Uuid::new_v4().simple());
     match std::env::var("TEST_DATABASE_URL") {
         Ok(admin) if admin.starts_with("postgres") => {
-            let conn = Database::connect(admin.clone()).await.expect("connect TEST_DATABASE_URL");
+            let conn = Database::connect(admin.clone())
+                .await
+                .expect("connect TEST_DATABASE_URL");
             conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
                 .expect("create test database");
             conn.close().await.ok();
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(b, _)| b)
+                .to_owned();
             let url = format!("{base}/{name}");
-            (DbConfig { database_url: url, ..DbConfig::default() }, None)
+            (
+                DbConfig {
+                    database_url: url,
+                    ..DbConfig::default()
+                },
+                None,
+            )
         }
         _ => {
             let dir = std::env::temp_dir().join("authd-tests");
             std::fs::create_dir_all(&dir).expect("temp dir");
             let path = dir.join(format!("{name}.db"));
             let url = format!("sqlite://{}?mode=rwc", path.display());
-            (DbConfig { database_url: url, ..DbConfig::default() }, Some(path))
+            (
+                DbConfig {
+                    database_url: url,
+                    ..DbConfig::default()
+                },
+                Some(path),
+            )
         }
     }
 }
@@ -87,7 +105,15 @@ pub async fn start_on(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    TestApp { base, clock, app: Some(running), client, db, cfg, sqlite_path }
+    TestApp {
+        base,
+        clock,
+        app: Some(running),
+        client,
+        db,
+        cfg,
+        sqlite_path,
+    }
 }
 
 /// Tokens from a body-delivery login or refresh.
@@ -102,7 +128,10 @@ impl Tokens {
     pub fn from_json(v: &Value) -> Self {
         Self {
             access: v["access_token"].as_str().expect("access_token").to_owned(),
-            refresh: v["refresh_token"].as_str().expect("refresh_token").to_owned(),
+            refresh: v["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
             session_id: v["session_id"].as_str().expect("session_id").to_owned(),
         }
     }
@@ -124,11 +153,20 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Response {
-        self.client.post(self.url(path)).json(&body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.post_json("/auth/register", json!({"email": email, "password": password})).await
+        self.post_json(
+            "/auth/register",
+            json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Registers `email` with a fixed password and logs in with body delivery.
@@ -144,14 +182,18 @@ impl TestApp {
 
     pub async fn login_body(&self, email: &str, password: &str) -> Tokens {
         let r = self
-            .post_json("/auth/login", json!({"email": email, "password": password, "delivery": "body"}))
+            .post_json(
+                "/auth/login",
+                json!({"email": email, "password": password, "delivery": "body"}),
+            )
             .await;
         assert_eq!(r.status(), StatusCode::OK, "login");
         Tokens::from_json(&r.json().await.expect("json"))
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post_json("/auth/refresh", json!({"refresh_token": refresh_token})).await
+        self.post_json("/auth/refresh", json!({"refresh_token": refresh_token}))
+            .await
     }
 
     /// Refreshes and expects success.
@@ -162,7 +204,12 @@ impl TestApp {
     }
 
     pub async fn get_auth(&self, path: &str, access: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(access).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn me_status(&self, access: &str) -> StatusCode {
@@ -170,7 +217,12 @@ impl TestApp {
     }
 
     pub async fn events(&self, access: &str) -> Vec<String> {
-        let v: Value = self.get_auth("/auth/events", access).await.json().await.expect("json");
+        let v: Value = self
+            .get_auth("/auth/events", access)
+            .await
+            .json()
+            .await
+            .expect("json");
         v.as_array()
             .expect("array")
             .iter()
@@ -182,19 +234,29 @@ impl TestApp {
     pub async fn prune(&self) -> authd::store::Pruned {
         let s = self.state();
         let overlap = self.cfg.access_ttl_secs + self.cfg.leeway_secs;
-        s.store.prune(s.clock.now(), self.cfg.reuse_grace_secs, overlap).await.expect("prune")
+        s.store
+            .prune(s.clock.now(), self.cfg.reuse_grace_secs, overlap)
+            .await
+            .expect("prune")
     }
 }
 
 /// Asserts the contract's error body and returns it.
 pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(resp.status(), status, "status for {code}");
-    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned());
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
     assert_eq!(ct.as_deref(), Some("application/json; charset=utf-8"));
     let body: Value = resp.json().await.expect("json error body");
     assert_eq!(body["error"], code, "body: {body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert_eq!(body.as_object().map(|o| o.len()), Some(2), "only error and message: {body}");
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(2),
+        "only error and message: {body}"
+    );
     body
 }
 

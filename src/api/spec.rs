@@ -1,0 +1,327 @@
+//! The published OpenAPI document: poem-openapi's, finished with what its derive macros cannot
+//! say. `/openapi.json`, `/openapi.yaml`, the docs UI at `/docs` and `authd openapi` (hence the
+//! committed `openapi.yaml`) all serve this one document.
+//!
+//! The finishing touches:
+//! - `security: []` on public operations, so that tools (and readers) know they need no
+//!   credentials rather than that nobody said;
+//! - response header names in their usual case (`Set-Cookie`, not `SET-COOKIE`);
+//! - one example per error code on every error response, built from [`ApiError`] itself.
+use serde_yaml::{Mapping, Value};
+
+use crate::error::ApiError;
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The finished document, keys in poem-openapi's order.
+pub fn document() -> Value {
+    let raw = super::service().spec();
+    // JSON is YAML: parsing it into serde_yaml's ordered mapping keeps the key order.
+    let mut doc: Value = serde_yaml::from_str(&raw).expect("poem-openapi emits valid JSON");
+    for op in operations(&mut doc) {
+        public_operations_say_so(op);
+        for (_, resp) in op
+            .get_mut("responses")
+            .and_then(Value::as_mapping_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(resp) = resp.as_mapping_mut() {
+                header_names(resp);
+                error_examples(resp);
+            }
+        }
+    }
+    doc
+}
+
+/// The document as JSON (`/openapi.json`).
+pub fn json() -> String {
+    serde_json::to_string_pretty(&document()).expect("the document serialises")
+}
+
+/// The document as YAML (`/openapi.yaml`, `authd openapi`, the committed `openapi.yaml`).
+pub fn yaml() -> String {
+    serde_yaml::to_string(&document()).expect("the document serialises")
+}
+
+/// The Swagger UI page, embedding the finished document (poem-openapi's page embeds its own).
+pub fn swagger_ui_html() -> String {
+    let service = super::service();
+    let html = service.swagger_ui_html();
+    let embedded = service.spec();
+    assert!(
+        html.contains(&embedded),
+        "the Swagger UI page embeds the spec verbatim"
+    );
+    html.replacen(&embedded, &json(), 1)
+}
+
+/// The `Allow` header for a 405 on `path`: the methods the spec documents there, if it is one
+/// of the spec's paths.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    static TABLE: std::sync::OnceLock<Vec<(Vec<String>, String)>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let doc = document();
+        let paths = doc
+            .get("paths")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        paths
+            .iter()
+            .filter_map(|(template, item)| {
+                let template = template.as_str()?;
+                let methods: Vec<String> = item
+                    .as_mapping()?
+                    .keys()
+                    .filter_map(Value::as_str)
+                    .filter(|m| METHODS.contains(m))
+                    .map(str::to_ascii_uppercase)
+                    .collect();
+                Some((
+                    template.split('/').map(str::to_owned).collect(),
+                    methods.join(", "),
+                ))
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    table
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                })
+        })
+        .map(|(_, methods)| methods.as_str())
+}
+
+fn operations(doc: &mut Value) -> impl Iterator<Item = &mut Mapping> {
+    doc.get_mut("paths")
+        .and_then(Value::as_mapping_mut)
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .filter_map(|(_, item)| item.as_mapping_mut())
+        .flat_map(|item| item.iter_mut())
+        .filter(|(method, _)| method.as_str().is_some_and(|m| METHODS.contains(&m)))
+        .filter_map(|(_, op)| op.as_mapping_mut())
+}
+
+/// An operation without security requirements is public: say `security: []`.
+fn public_operations_say_so(op: &mut Mapping) {
+    if !op.contains_key("security") {
+        op.insert("security".into(), Value::Sequence(Vec::new()));
+    }
+}
+
+/// `SET-COOKIE` -> `Set-Cookie`, `WWW-AUTHENTICATE` -> `WWW-Authenticate`.
+fn header_names(resp: &mut Mapping) {
+    let Some(headers) = resp.get_mut("headers").and_then(Value::as_mapping_mut) else {
+        return;
+    };
+    let renamed: Mapping = std::mem::take(headers)
+        .into_iter()
+        .map(|(name, header)| {
+            let name = name
+                .as_str()
+                .map_or(name.clone(), |n| Value::from(canonical_header(n)));
+            (name, header)
+        })
+        .collect();
+    *headers = renamed;
+}
+
+fn canonical_header(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            if part.eq_ignore_ascii_case("www") {
+                "WWW".to_owned()
+            } else {
+                let lower = part.to_ascii_lowercase();
+                let mut chars = lower.chars();
+                chars.next().map_or_else(String::new, |c| {
+                    c.to_ascii_uppercase().to_string() + chars.as_str()
+                })
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Every error response lists its codes in its description (see `crate::error::Errors`): add an
+/// example body for each, so that the docs UI and generated clients show the real bodies.
+fn error_examples(resp: &mut Mapping) {
+    let Some(description) = resp
+        .get("description")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    let Some(content) = resp.get_mut("content").and_then(Value::as_mapping_mut) else {
+        return;
+    };
+    for (_, media) in content.iter_mut() {
+        let Some(media) = media.as_mapping_mut() else {
+            continue;
+        };
+        let is_error_body = media
+            .get("schema")
+            .and_then(|s| s.get("$ref"))
+            .and_then(Value::as_str)
+            .is_some_and(|r| r.ends_with("/ErrorBody"));
+        if !is_error_body {
+            continue;
+        }
+        let mut examples = Mapping::new();
+        for (_, err) in &ApiError::DOCUMENTED {
+            let code = err.to_string();
+            if !description.contains(&format!("`{code}`:")) {
+                continue;
+            }
+            let body = err.body();
+            let mut value = Mapping::new();
+            value.insert("error".into(), body.error.into());
+            value.insert("message".into(), body.message.into());
+            let mut example = Mapping::new();
+            example.insert("value".into(), Value::Mapping(value));
+            examples.insert(code.into(), Value::Mapping(example));
+        }
+        if !examples.is_empty() {
+            media.insert("examples".into(), Value::Mapping(examples));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> serde_json::Value {
+        serde_json::from_str(&json()).unwrap()
+    }
+
+    #[test]
+    fn json_and_yaml_are_one_document() {
+        let from_yaml: serde_json::Value = serde_yaml::from_str(&yaml()).unwrap();
+        assert_eq!(from_yaml, doc());
+    }
+
+    #[test]
+    fn every_operation_is_complete() {
+        let doc = doc();
+        let mut ids = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let here = format!("{method} {path}");
+                let id = op["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{here}: operationId"));
+                assert!(
+                    ids.insert(id.to_owned()),
+                    "{here}: duplicate operationId {id}"
+                );
+                assert!(!op["tags"].as_array().unwrap().is_empty(), "{here}: tag");
+                assert!(
+                    op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                    "{here}: summary"
+                );
+                assert!(
+                    op["description"].as_str().is_some_and(|s| !s.is_empty()),
+                    "{here}: description"
+                );
+                assert!(op["security"].is_array(), "{here}: security");
+                let responses = op["responses"].as_object().unwrap();
+                assert!(
+                    responses.keys().any(|s| s.starts_with('4')),
+                    "{here}: a 4xx response"
+                );
+                for (status, resp) in responses {
+                    assert!(
+                        resp["description"].as_str().is_some_and(|s| !s.is_empty()),
+                        "{here} {status}: description"
+                    );
+                    if status.starts_with(['4', '5']) {
+                        let media = &resp["content"]["application/json; charset=utf-8"];
+                        assert_eq!(
+                            media["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                            "{here} {status}"
+                        );
+                        assert!(
+                            !media["examples"].as_object().unwrap().is_empty(),
+                            "{here} {status}: examples"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn public_operations_need_no_credentials() {
+        let doc = doc();
+        for (path, method) in [
+            ("/auth/register", "post"),
+            ("/auth/login", "post"),
+            ("/healthz", "get"),
+        ] {
+            assert_eq!(
+                doc["paths"][path][method]["security"],
+                serde_json::json!([]),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            doc["paths"]["/me"]["get"]["security"],
+            serde_json::json!([{ "bearerAuth": [] }])
+        );
+    }
+
+    #[test]
+    fn cookies_are_documented_in_the_usual_case() {
+        let doc = doc();
+        for path in ["/auth/login", "/auth/refresh"] {
+            assert!(
+                doc["paths"][path]["post"]["responses"]["200"]["headers"]["Set-Cookie"].is_object(),
+                "{path}"
+            );
+        }
+        assert!(
+            doc["paths"]["/auth/logout"]["post"]["responses"]["204"]["headers"]["Set-Cookie"]
+                .is_object()
+        );
+        let unauthorized = &doc["paths"]["/me"]["get"]["responses"]["401"];
+        assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
+        assert_eq!(
+            unauthorized["content"]["application/json; charset=utf-8"]["examples"]["invalid_token"]
+                ["value"]["error"],
+            "invalid_token"
+        );
+    }
+
+    #[test]
+    fn the_docs_page_embeds_the_finished_document() {
+        let html = swagger_ui_html();
+        assert!(html.contains("\"security\": []"));
+    }
+
+    #[test]
+    fn a_405_names_the_allowed_methods() {
+        assert_eq!(allowed_methods("/auth/login"), Some("POST"));
+        assert_eq!(allowed_methods("/auth/sessions/abc"), Some("DELETE"));
+        assert_eq!(allowed_methods("/me"), Some("GET"));
+        assert_eq!(allowed_methods("/auth/sessions/"), None);
+        assert_eq!(allowed_methods("/nope"), None);
+    }
+
+    #[test]
+    fn header_names_are_canonical() {
+        assert_eq!(canonical_header("SET-COOKIE"), "Set-Cookie");
+        assert_eq!(canonical_header("WWW-AUTHENTICATE"), "WWW-Authenticate");
+        assert_eq!(canonical_header("retry-after"), "Retry-After");
+    }
+}

@@ -1,0 +1,236 @@
+//! A JSON string that is only ever a JSON string, documented with the rule its handler applies.
+//!
+//! poem-openapi's `String` also accepts JSON numbers and booleans (`1` becomes `"1"`), so a body
+//! that breaks the published schema (`"password": 12345678`) would be accepted. Request fields
+//! use [`StrictString`] instead: anything but a JSON string is a 400 `invalid_request`, as the
+//! spec says.
+//!
+//! Some fields are checked by their handler, with an error code of their own (`invalid_email`,
+//! `weak_password`) rather than poem-openapi's `invalid_request`: [`NewEmail`] and
+//! [`NewPassword`] publish that check in the schema (so that clients, and schemathesis, know what
+//! is valid) without enforcing it at parse time.
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use serde_json::Value;
+
+/// What the schema of a [`StrictString`] says beyond `type: string`.
+pub trait Rule: Send + Sync + 'static {
+    /// Adds the rule to the schema.
+    fn document(_schema: &mut MetaSchema) {}
+}
+
+/// No rule beyond the validators of the field.
+pub struct Plain;
+impl Rule for Plain {}
+
+/// An email as registration accepts it (see `auth::normalize_email`): one `@`, a local part of
+/// 1 to 64 characters, a dotted domain, no whitespace, control characters, `<` or `>`; at most
+/// 254 characters. Anything else is `invalid_email`.
+pub struct EmailRule;
+impl Rule for EmailRule {
+    fn document(schema: &mut MetaSchema) {
+        schema.max_length = Some(254);
+        schema.pattern = Some(EMAIL_PATTERN.to_owned());
+    }
+}
+
+/// The registration pattern of [`EmailRule`] (ECMA-262 and Python `re` alike).
+pub const EMAIL_PATTERN: &str = r"^[^\s@<>\x00-\x1f\x7f-\x9f]{1,64}@[^\s@<>.\x00-\x1f\x7f-\x9f]+(\.[^\s@<>.\x00-\x1f\x7f-\x9f]+)+$";
+
+/// A new password (see `passwords::is_acceptable`): 8 to 1024 characters (Unicode scalar
+/// values), any of them. Anything else is `weak_password`.
+pub struct PasswordRule;
+impl Rule for PasswordRule {
+    fn document(schema: &mut MetaSchema) {
+        schema.min_length = Some(crate::passwords::MIN_LEN);
+        schema.max_length = Some(crate::passwords::MAX_LEN);
+    }
+}
+
+/// An email to register: documented with [`EmailRule`], checked by the handler.
+pub type NewEmail = StrictString<EmailRule>;
+/// A password to set: documented with [`PasswordRule`], checked by the handler.
+pub type NewPassword = StrictString<PasswordRule>;
+
+/// A string field of a request body; documented as `type: string` plus its rule `R`.
+pub struct StrictString<R: Rule = Plain>(pub String, PhantomData<R>);
+
+impl<R: Rule> StrictString<R> {
+    /// The string.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl<R: Rule> fmt::Debug for StrictString<R> {
+    /// Request strings include passwords and tokens: never print them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StrictString({} chars)", self.0.chars().count())
+    }
+}
+
+impl<R: Rule> std::ops::Deref for StrictString<R> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<R: Rule> AsRef<str> for StrictString<R> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<R: Rule> From<&str> for StrictString<R> {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned(), PhantomData)
+    }
+}
+
+impl<R: Rule> From<String> for StrictString<R> {
+    fn from(s: String) -> Self {
+        Self(s, PhantomData)
+    }
+}
+
+impl<R: Rule> Type for StrictString<R> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("string");
+        R::document(&mut schema);
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<R: Rule> ParseFromJSON for StrictString<R> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::String(s)) => Ok(Self::from(s)),
+            Some(other) => Err(ParseError::expected_type(other)),
+            None => Err(ParseError::expected_input()),
+        }
+    }
+}
+
+impl<R: Rule> ToJSON for StrictString<R> {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_json_strings_parse() {
+        assert_eq!(
+            <StrictString>::parse_from_json(Some(Value::from("a")))
+                .unwrap()
+                .0,
+            "a"
+        );
+        for v in [
+            Value::from(1),
+            Value::from(true),
+            Value::Null,
+            serde_json::json!([]),
+            serde_json::json!({}),
+        ] {
+            assert!(
+                <StrictString>::parse_from_json(Some(v.clone())).is_err(),
+                "{v} parsed"
+            );
+            assert!(
+                NewPassword::parse_from_json(Some(v.clone())).is_err(),
+                "{v} parsed"
+            );
+        }
+        assert!(<StrictString>::parse_from_json(None).is_err());
+        // The rule is documented, not enforced: the handler answers with its own code.
+        assert_eq!(
+            NewPassword::parse_from_json(Some(Value::from("short")))
+                .unwrap()
+                .0,
+            "short"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_value() {
+        assert_eq!(
+            format!("{:?}", <StrictString>::from("hunter22")),
+            "StrictString(8 chars)"
+        );
+    }
+
+    /// The documented email pattern and `normalize_email` agree on typical and edge inputs.
+    #[test]
+    fn the_email_pattern_is_the_handler_rule() {
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        let longest_local = format!("{}@example.com", "a".repeat(64));
+        let cases = [
+            "ada@example.com",
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "\u{e9}l\u{e8}ve@\u{e9}cole.fr",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@.example.com",
+            "ada@example.com.",
+            "ada@example..com",
+            "ada@exa@mple.com",
+            "ada lovelace@example.com",
+            "<ada>@example.com",
+            "ada@exa\tmple.com",
+            "ada@exa\u{7f}mple.com",
+            "ada@exa\u{85}mple.com",
+            long_local.as_str(),
+            longest_local.as_str(),
+        ];
+        for case in cases {
+            let by_handler = crate::api::auth::normalize_email(case).is_some();
+            assert_eq!(matches_email_pattern(case), by_handler, "{case:?}");
+        }
+    }
+
+    /// `EMAIL_PATTERN`, by hand (no regex crate here).
+    fn matches_email_pattern(s: &str) -> bool {
+        let bad = |c: char| c.is_whitespace() || c.is_control() || "@<>".contains(c);
+        let Some((local, domain)) = s.split_once('@') else {
+            return false;
+        };
+        (1..=64).contains(&local.chars().count())
+            && !local.chars().any(bad)
+            && domain.contains('.')
+            && domain
+                .split('.')
+                .all(|label| !label.is_empty() && !label.chars().any(bad))
+            && s.chars().count() <= 254
+    }
+}
