@@ -103,7 +103,11 @@ pub async fn start(
 
     let overlap = cfg.access_ttl_secs + cfg.leeway_secs;
     let keys = Arc::new(KeySet::default());
-    load_keys(&store, &keys, clock.now(), overlap).await?;
+    match &cfg.key_file {
+        Some(path) => keys.load(&[KeyRecord::from_pem_file(path, clock.now())?])?,
+        None => load_keys(&store, &keys, clock.now(), overlap).await?,
+    }
+    let key_sync = cfg.key_file.is_none();
 
     let revoked = Arc::new(RevokedSet::default());
     let mut cursor = 0;
@@ -166,6 +170,7 @@ pub async fn start(
             cursor,
             Duration::from_millis(cfg.sync_interval_ms),
             overlap,
+            key_sync,
         )),
         tokio::spawn(prune_loop(
             state.clone(),
@@ -299,7 +304,14 @@ pub fn spec_yaml() -> String {
 /// Keeps the in-memory revoked set and key set in step with the database, so that a session
 /// ended or a key rotated by another instance (or by the CLI) takes effect here within one
 /// interval, with no database read on the verify path.
-async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, overlap: i64) {
+async fn sync_loop(
+    state: AppState,
+    mut cursor: i64,
+    every: Duration,
+    overlap: i64,
+    key_sync: bool,
+) {
+    let mut loaded: Vec<(String, Option<i64>)> = Vec::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -320,10 +332,21 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, overlap: i
         }
         state.revoked.purge(now);
         state.limits.purge();
+        if !key_sync {
+            continue;
+        }
         match state.store.live_keys(now, overlap).await {
             Ok(records) if records.iter().any(|k| k.retired_at.is_none()) => {
-                if let Err(e) = state.keys.load(&records) {
-                    tracing::error!(error = %e, "key reload failed");
+                let mut seen: Vec<_> = records
+                    .iter()
+                    .map(|k| (k.kid.clone(), k.retired_at))
+                    .collect();
+                seen.sort();
+                if seen != loaded {
+                    match state.keys.load(&records) {
+                        Ok(()) => loaded = seen,
+                        Err(e) => tracing::error!(error = %e, "key reload failed"),
+                    }
                 }
             }
             Ok(_) => {}

@@ -117,6 +117,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AUTHD_PRUNE_INTERVAL_SECS", value_name = "AUTHD_PRUNE_INTERVAL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub prune_interval_secs: u64,
 
+    /// Sign with the Ed25519 key in this PEM file (PKCS#8) instead of the keys kept in the
+    /// database; every instance must then be given the same file.
+    #[arg(long, env = "AUTHD_KEY_FILE", value_name = "AUTHD_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+
     /// Serve `/metrics` on this separate address (keep it private) instead of the main listener.
     #[arg(
         long,
@@ -148,6 +153,7 @@ impl Default for ServeConfig {
             prune_interval_secs: 300,
             sync_interval_ms: 500,
             metrics_listen: None,
+            key_file: None,
         }
     }
 }

@@ -283,9 +283,7 @@ impl ApiError {
             413 => "The request body is over 16 KiB.",
             415 => "The request body is not `application/json` (UTF-8).",
             429 => "Too many attempts: retry after the seconds in `Retry-After`.",
-            500 => {
-                "A bug or an unexpected failure; the cause is in the server log, never in the response."
-            }
+            500 => "An internal failure; the cause is in the server log, never in the response.",
             503 => "The database cannot be reached; retry shortly.",
             _ => "Error.",
         }

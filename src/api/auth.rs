@@ -5,7 +5,7 @@ use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::strict::{NewEmail, NewPassword, StrictString};
+use super::strict::{NewEmail, NewPassword, Optional, StrictString};
 use super::{AppState, BearerAuth, BearerToken, RefreshCookie, Tag};
 use crate::error::codes::*;
 use crate::error::{ApiError, Errors};
@@ -85,7 +85,7 @@ pub struct LoginRequest {
     pub password: StrictString,
     // `cookie` (default) or `body`. No doc comment: with one, poem-openapi wraps the `$ref` in
     // an `allOf`, which SDK generators cannot take for an enum; `Delivery` documents itself.
-    pub delivery: Option<Delivery>,
+    pub delivery: Optional<Delivery>,
 }
 
 impl poem_openapi::types::Example for LoginRequest {
@@ -93,7 +93,7 @@ impl poem_openapi::types::Example for LoginRequest {
         Self {
             email: "ada@example.com".into(),
             password: "correct horse battery staple".into(),
-            delivery: Some(Delivery::Cookie),
+            delivery: Optional(Some(Delivery::Cookie)),
         }
     }
 }
@@ -135,8 +135,8 @@ impl poem_openapi::types::Example for TokenResponse {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct RefreshRequest {
-    /// The refresh token from a body-delivery login or refresh.
-    #[oai(validator(max_length = 512))]
+    /// The refresh token from a body-delivery login or refresh. Any string is accepted here:
+    /// every refresh-token failure, a malformed one included, answers the same 401.
     pub refresh_token: StrictString,
 }
 
@@ -512,7 +512,7 @@ impl AuthApi {
             &session,
             &user.email,
             &refresh,
-            delivery.unwrap_or_default(),
+            delivery.0.unwrap_or_default(),
         )?)
     }
 

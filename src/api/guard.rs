@@ -196,6 +196,11 @@ async fn check_body(req: &mut Request) -> Result<(), ApiError> {
         if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // Every request body of the API is a JSON object (see the spec): a bare `null` is not a
+        // way to say "no body" (send none).
+        if bytes.trim_ascii() == b"null" {
+            return Err(ApiError::InvalidRequest);
+        }
     }
     req.set_body(bytes);
     Ok(())

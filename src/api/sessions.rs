@@ -32,8 +32,10 @@ pub struct Session {
     /// When it ends unless refreshed (the earlier of the idle and absolute limits).
     pub expires_at: OffsetDateTime,
     /// User agent at login.
+    #[oai(nullable)]
     pub user_agent: Option<String>,
     /// Client IP at login.
+    #[oai(nullable)]
     pub ip: Option<String>,
     /// Is this the session of the access token making the request?
     pub current: bool,
@@ -49,10 +51,13 @@ pub struct SecurityEvent {
     /// When it happened.
     pub at: OffsetDateTime,
     /// The session concerned, if any.
+    #[oai(nullable)]
     pub session_id: Option<String>,
     /// Client IP of the request that caused it.
+    #[oai(nullable)]
     pub ip: Option<String>,
     /// User agent of the request that caused it.
+    #[oai(nullable)]
     pub user_agent: Option<String>,
 }
 

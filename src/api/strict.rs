@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
 
@@ -142,6 +142,64 @@ impl<R: Rule> ToJSON for StrictString<R> {
     }
 }
 
+/// An optional field: it may be left out, but not sent as `null`, which its schema (not
+/// `nullable`) does not allow. poem-openapi's `Option` takes `null` for "left out".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Optional<T>(pub Option<T>);
+
+impl<T: Type> Type for Optional<T> {
+    const IS_REQUIRED: bool = false;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        format!("optional_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(Type::as_raw_value)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(value) => value.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<T: ParseFromJSON> ParseFromJSON for Optional<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            None => Ok(Self(None)),
+            Some(Value::Null) => Err(ParseError::expected_type(Value::Null)),
+            Some(value) => T::parse_from_json(Some(value))
+                .map(|v| Self(Some(v)))
+                .map_err(ParseError::propagate),
+        }
+    }
+}
+
+impl<T: ToJSON> ToJSON for Optional<T> {
+    fn to_json(&self) -> Option<Value> {
+        self.0.as_ref().and_then(ToJSON::to_json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +236,26 @@ mod tests {
                 .0,
             "short"
         );
+    }
+
+    #[test]
+    fn optional_fields_may_be_left_out_but_not_null() {
+        assert!(
+            Optional::<StrictString>::parse_from_json(None)
+                .unwrap()
+                .0
+                .is_none()
+        );
+        assert_eq!(
+            Optional::<StrictString>::parse_from_json(Some(Value::from("a")))
+                .unwrap()
+                .0
+                .unwrap()
+                .0,
+            "a"
+        );
+        assert!(Optional::<StrictString>::parse_from_json(Some(Value::Null)).is_err());
+        assert!(Optional::<StrictString>::parse_from_json(Some(Value::from(1))).is_err());
     }
 
     #[test]

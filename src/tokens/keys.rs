@@ -40,6 +40,8 @@ pub enum KeyError {
     NoCurrentKey,
     #[error("key generation failed")]
     Generation,
+    #[error("key file {path}: {reason}")]
+    File { path: String, reason: &'static str },
 }
 
 impl KeyRecord {
@@ -51,6 +53,41 @@ impl KeyRecord {
         Ok(Self {
             kid: kid_of(&public),
             private_pkcs8: pkcs8.as_ref().to_vec(),
+            public_key: public,
+            created_at: now,
+            retired_at: None,
+        })
+    }
+}
+
+impl KeyRecord {
+    /// The Ed25519 key of a PEM file (`-----BEGIN PRIVATE KEY-----`, PKCS#8, as
+    /// `openssl genpkey -algorithm ed25519` writes). Errors name the file, never its content.
+    pub fn from_pem_file(path: &std::path::Path, now: i64) -> Result<Self, KeyError> {
+        let fail = |reason| KeyError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|_| fail("cannot be read"))?;
+        let body: String = text
+            .lines()
+            .map(str::trim)
+            .skip_while(|l| *l != "-----BEGIN PRIVATE KEY-----")
+            .skip(1)
+            .take_while(|l| *l != "-----END PRIVATE KEY-----")
+            .collect();
+        if body.is_empty() {
+            return Err(fail("no PEM PRIVATE KEY block"));
+        }
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body.as_bytes())
+            .map_err(|_| fail("the PEM block is not valid base64"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(&der)
+            .map_err(|_| fail("not a PKCS#8 Ed25519 private key"))?;
+        let public = pair.public_key().as_ref().to_vec();
+        Ok(Self {
+            kid: kid_of(&public),
+            private_pkcs8: der,
             public_key: public,
             created_at: now,
             retired_at: None,

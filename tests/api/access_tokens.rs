@@ -21,12 +21,21 @@ async fn server_key(app: &TestApp) -> (String, EncodingKey, Vec<u8>) {
         .await
         .unwrap();
     let k = keys.into_iter().find(|k| k.retired_at.is_none()).unwrap();
-    (k.kid, EncodingKey::from_ed_der(&k.private_pkcs8), k.public_key)
+    (
+        k.kid,
+        EncodingKey::from_ed_der(&k.private_pkcs8),
+        k.public_key,
+    )
 }
 
 async fn assert_rejected(app: &TestApp, token: &str) {
     let r = app.get_auth("/me", token).await;
-    assert_eq!(r.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some(r#"Bearer error="invalid_token""#));
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap()),
+        Some(r#"Bearer error="invalid_token""#)
+    );
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
@@ -46,7 +55,10 @@ async fn access_tokens_are_eddsa_at_jwt_with_kid_and_every_claim() {
     assert_eq!(claims["aud"], "authd");
     assert_eq!(claims["iss"], app.base.as_str());
     assert_eq!(claims["sid"], t.session_id.as_str());
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
 }
 
 #[tokio::test]
@@ -54,7 +66,11 @@ async fn access_tokens_expire_by_the_injected_clock_with_the_leeway() {
     let app = spawn_app().await;
     let t = app.user(&email()).await;
     app.clock.advance(300 + 30);
-    assert_eq!(app.me_status(&t.access).await, StatusCode::OK, "inside the 30 s leeway");
+    assert_eq!(
+        app.me_status(&t.access).await,
+        StatusCode::OK,
+        "inside the 30 s leeway"
+    );
     app.clock.advance(1);
     assert_rejected(&app, &t.access).await;
 }
@@ -65,7 +81,9 @@ async fn forged_and_altered_tokens_are_rejected() {
     let t = app.user(&email()).await;
     let (kid, key, public) = server_key(&app).await;
     let good = decode_part(&t.access, 1);
-    let sign = |header: Header, claims: &Value, key: &EncodingKey| jsonwebtoken::encode(&header, claims, key).unwrap();
+    let sign = |header: Header, claims: &Value, key: &EncodingKey| {
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    };
     let eddsa = |typ: &str| {
         let mut h = Header::new(Algorithm::EdDSA);
         h.typ = Some(typ.to_owned());
@@ -74,7 +92,10 @@ async fn forged_and_altered_tokens_are_rejected() {
     };
 
     // Sanity: our forger makes tokens the server accepts.
-    assert_eq!(app.me_status(&sign(eddsa("at+jwt"), &good, &key)).await, StatusCode::OK);
+    assert_eq!(
+        app.me_status(&sign(eddsa("at+jwt"), &good, &key)).await,
+        StatusCode::OK
+    );
 
     let with = |k: &str, v: Value| {
         let mut c = good.clone();
@@ -88,9 +109,17 @@ async fn forged_and_altered_tokens_are_rejected() {
     };
     let mut bad = vec![
         sign(eddsa("JWT"), &good, &key),
-        sign(eddsa("at+jwt"), &with("iss", json!("https://evil.example")), &key),
+        sign(
+            eddsa("at+jwt"),
+            &with("iss", json!("https://evil.example")),
+            &key,
+        ),
         sign(eddsa("at+jwt"), &with("aud", json!("someone-else")), &key),
-        sign(eddsa("at+jwt"), &with("exp", json!(good["exp"].to_string())), &key),
+        sign(
+            eddsa("at+jwt"),
+            &with("exp", json!(good["exp"].to_string())),
+            &key,
+        ),
         sign(eddsa("at+jwt"), &with("exp", json!(1.5)), &key),
         sign(eddsa("at+jwt"), &with("exp", Value::Null), &key),
     ];
@@ -123,7 +152,8 @@ async fn forged_and_altered_tokens_are_rejected() {
     }
     // alg: none, bit flips, truncation, spliced signature.
     let parts: Vec<&str> = t.access.split('.').collect();
-    let none_header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#));
+    let none_header =
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#));
     bad.push(format!("{none_header}.{}.", parts[1]));
     let mut flipped = t.access.clone().into_bytes();
     let mid = parts[0].len() + 5;
@@ -145,8 +175,17 @@ async fn forged_and_altered_tokens_are_rejected() {
 async fn a_missing_or_non_bearer_authorization_gets_the_json_invalid_token() {
     let app = spawn_app().await;
     let r = app.client.get(app.url("/me")).send().await.unwrap();
-    assert_eq!(r.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let r = app.client.get(app.url("/me")).header("authorization", "Basic YTpi").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/me"))
+        .header("authorization", "Basic YTpi")
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }

@@ -25,7 +25,8 @@ fn the_committed_openapi_yaml_matches_the_code() {
     let out = authd().arg("openapi").output().unwrap();
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).unwrap();
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap_or_default();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .unwrap_or_default();
     assert!(
         generated == committed,
         "openapi.yaml is out of date: regenerate it with `cargo run -- openapi > openapi.yaml`"
@@ -35,10 +36,27 @@ fn the_committed_openapi_yaml_matches_the_code() {
 #[tokio::test]
 async fn the_served_spec_is_the_committed_one() {
     let app = spawn_app().await;
-    let yaml = app.client.get(app.url("/openapi.yaml")).send().await.unwrap().text().await.unwrap();
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    let yaml = app
+        .client
+        .get(app.url("/openapi.yaml"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
     assert_eq!(yaml, committed);
-    let json: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let json: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(json["servers"][0]["url"], "/");
     let docs = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
@@ -62,31 +80,65 @@ fn a_bad_setting_stops_the_server_with_a_message_naming_the_variable() {
     let dir = std::env::temp_dir().join(format!("authd-cfg-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = authd()
-        .env("DATABASE_URL", format!("sqlite://{}/x.db?mode=rwc", dir.display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/x.db?mode=rwc", dir.display()),
+        )
         .env("AUTHD_REFRESH_IDLE_SECS", "7200")
         .env("AUTHD_SESSION_MAX_SECS", "3600")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("AUTHD_REFRESH_IDLE_SECS") && err.contains("AUTHD_SESSION_MAX_SECS"), "{err}");
+    assert!(
+        err.contains("AUTHD_REFRESH_IDLE_SECS") && err.contains("AUTHD_SESSION_MAX_SECS"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn migrate_creates_the_schema_on_a_fresh_database() {
     let (db, _) = fresh_database().await;
-    let out = authd().env("DATABASE_URL", &db.database_url).arg("migrate").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = sea_orm::Database::connect(db.database_url.clone()).await.unwrap();
+    let out = authd()
+        .env("DATABASE_URL", &db.database_url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = sea_orm::Database::connect(db.database_url.clone())
+        .await
+        .unwrap();
     let backend = conn.get_database_backend();
     let sql = match backend {
         sea_orm::DatabaseBackend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
-        _ => "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'",
+        _ => {
+            "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'"
+        }
     };
-    let rows = conn.query_all_raw(sea_orm::Statement::from_string(backend, sql)).await.unwrap();
-    let names: Vec<String> = rows.iter().map(|r| r.try_get("", "name").unwrap()).collect();
-    for table in ["users", "sessions", "refresh_tokens", "revoked_sessions", "security_events", "signing_keys"] {
-        assert!(names.iter().any(|n| n == table), "{table} missing from {names:?}");
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_string(backend, sql))
+        .await
+        .unwrap();
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get("", "name").unwrap())
+        .collect();
+    for table in [
+        "users",
+        "sessions",
+        "refresh_tokens",
+        "revoked_sessions",
+        "security_events",
+        "signing_keys",
+    ] {
+        assert!(
+            names.iter().any(|n| n == table),
+            "{table} missing from {names:?}"
+        );
     }
 }
 
@@ -99,13 +151,26 @@ async fn keys_rotate_makes_a_new_key_current_and_keeps_the_old_one_verifying() {
         let client = app.client.clone();
         async move {
             let v: Value = client.get(url).send().await.unwrap().json().await.unwrap();
-            v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+            v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
         }
     };
     let old = jwks(&app).await;
     assert_eq!(old.len(), 1);
-    let out = authd().env("DATABASE_URL", &app.db.database_url).args(["keys", "rotate"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = authd()
+        .env("DATABASE_URL", &app.db.database_url)
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The running server picks the new key up from the database within its sync interval.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -116,9 +181,16 @@ async fn keys_rotate_makes_a_new_key_current_and_keeps_the_old_one_verifying() {
     assert_eq!(both.len(), 2);
     let after = app.user(&email()).await;
     let header = after.access.split('.').next().unwrap();
-    let header: Value = serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap()).unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+    )
+    .unwrap();
     assert_ne!(header["kid"], old[0].as_str(), "signs with the new key");
-    assert_eq!(app.me_status(&before.access).await, StatusCode::OK, "the old key still verifies");
+    assert_eq!(
+        app.me_status(&before.access).await,
+        StatusCode::OK,
+        "the old key still verifies"
+    );
     assert_eq!(app.me_status(&after.access).await, StatusCode::OK);
 
     // Once every token the old key signed has expired, it leaves the JWKS.
@@ -127,5 +199,8 @@ async fn keys_rotate_makes_a_new_key_current_and_keeps_the_old_one_verifying() {
     while jwks(&app).await.len() > 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(jwks(&app).await, vec![header["kid"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        jwks(&app).await,
+        vec![header["kid"].as_str().unwrap().to_owned()]
+    );
 }

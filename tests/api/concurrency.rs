@@ -25,14 +25,28 @@ async fn with_grace_off_exactly_one_of_n_parallel_refreshes_wins() {
         let t = app.user(&mail).await;
         let witness = app.login_body(&mail, "correct horse battery").await;
         let results = race(&app, &t.refresh, n).await;
-        assert!(results.iter().all(|(s, _)| !s.is_server_error()), "{results:?}");
+        assert!(
+            results.iter().all(|(s, _)| !s.is_server_error()),
+            "{results:?}"
+        );
         // The losers presented a rotated token: the family is revoked, and recorded once.
         let events = app.events(&witness.access).await;
-        assert_eq!(events.iter().filter(|k| *k == "refresh_token_reused").count(), 1, "{events:?}");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|k| *k == "refresh_token_reused")
+                .count(),
+            1,
+            "{events:?}"
+        );
         assert_eq!(app.me_status(&witness.access).await, StatusCode::OK);
         let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
         assert_eq!(ok, 1, "n={n}: {results:?}");
-        assert!(results.iter().all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED));
+        assert!(
+            results
+                .iter()
+                .all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED)
+        );
     }
 }
 
@@ -42,7 +56,10 @@ async fn with_grace_on_every_parallel_refresh_gets_the_same_successor() {
     for n in [2, 10, 50] {
         let t = app.user(&email()).await;
         let results = race(&app, &t.refresh, n).await;
-        assert!(results.iter().all(|(s, _)| *s == StatusCode::OK), "n={n}: {results:?}");
+        assert!(
+            results.iter().all(|(s, _)| *s == StatusCode::OK),
+            "n={n}: {results:?}"
+        );
         let successors: HashSet<_> = results.iter().filter_map(|(_, t)| t.clone()).collect();
         assert_eq!(successors.len(), 1, "n={n}");
         // And the successor is live.

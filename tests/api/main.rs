@@ -3,11 +3,17 @@
 //! moves with a test clock, never by sleeping.
 
 mod helpers;
+mod process;
 
 mod access_tokens;
+mod attacks;
 mod cli;
 mod concurrency;
+mod faults;
+mod fuzz;
 mod http;
+mod instances;
 mod lifecycle;
+mod operations;
 mod sessions;
 mod storage;

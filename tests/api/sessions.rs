@@ -17,8 +17,12 @@ async fn logout(app: &TestApp, access: &str, scope: &str) -> reqwest::Response {
 fn expires_cookie(r: &reqwest::Response) -> bool {
     r.headers().get_all("set-cookie").iter().any(|v| {
         let v = v.to_str().unwrap_or("");
-        v.starts_with("__Host-refresh_token=;") && v.contains("Max-Age=0") && v.contains("HttpOnly")
-            && v.contains("Secure") && v.contains("SameSite=Strict") && v.contains("Path=/")
+        v.starts_with("__Host-refresh_token=;")
+            && v.contains("Max-Age=0")
+            && v.contains("HttpOnly")
+            && v.contains("Secure")
+            && v.contains("SameSite=Strict")
+            && v.contains("Path=/")
     })
 }
 
@@ -33,7 +37,10 @@ async fn logout_local_ends_only_this_session_and_its_access_tokens_at_once() {
     assert!(expires_cookie(&r));
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(app.me_status(&a.access).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.refresh(&a.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&a.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.me_status(&b.access).await, StatusCode::OK);
     assert!(app.events(&b.access).await.contains(&"logout".to_owned()));
 }
@@ -45,13 +52,23 @@ async fn logout_others_keeps_only_this_session() {
     let a = app.user(&mail).await;
     let b = app.login_body(&mail, "correct horse battery").await;
     let c = app.login_body(&mail, "correct horse battery").await;
-    assert_eq!(logout(&app, &a.access, "others").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        logout(&app, &a.access, "others").await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.me_status(&a.access).await, StatusCode::OK);
     assert_eq!(app.me_status(&b.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(app.me_status(&c.access).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.refresh(&c.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&c.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let events = app.events(&a.access).await;
-    assert_eq!(events.iter().filter(|k| *k == "session_revoked").count(), 2, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|k| *k == "session_revoked").count(),
+        2,
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -60,34 +77,60 @@ async fn logout_global_ends_every_session() {
     let mail = email();
     let a = app.user(&mail).await;
     let b = app.login_body(&mail, "correct horse battery").await;
-    assert_eq!(logout(&app, &a.access, "global").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        logout(&app, &a.access, "global").await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.me_status(&a.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(app.me_status(&b.access).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.refresh(&a.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&a.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
 async fn logout_with_a_refresh_token_in_the_body_ends_its_session() {
     let app = spawn_app().await;
     let a = app.user(&email()).await;
-    let r = app.post_json("/auth/logout", json!({"refresh_token": a.refresh})).await;
+    let r = app
+        .post_json("/auth/logout", json!({"refresh_token": a.refresh}))
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(expires_cookie(&r));
     assert_eq!(app.me_status(&a.access).await, StatusCode::UNAUTHORIZED);
     // Logging out again with the same token is not an error: the session is gone either way.
-    let r = app.post_json("/auth/logout", json!({"refresh_token": a.refresh})).await;
+    let r = app
+        .post_json("/auth/logout", json!({"refresh_token": a.refresh}))
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn every_logout_answer_expires_the_cookie_even_an_error() {
     let app = spawn_app().await;
-    let r = app.client.post(app.url("/auth/logout")).bearer_auth("not.a.jwt").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth("not.a.jwt")
+        .send()
+        .await
+        .unwrap();
     assert!(expires_cookie(&r));
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let r = app.client.post(app.url("/auth/logout")).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/auth/logout"))
+        .send()
+        .await
+        .unwrap();
     assert!(expires_cookie(&r));
-    let r = app.client.post(app.url("/auth/logout?scope=everything")).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/auth/logout?scope=everything"))
+        .send()
+        .await
+        .unwrap();
     assert!(expires_cookie(&r));
     assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
@@ -108,7 +151,10 @@ async fn sessions_lists_the_callers_live_sessions_and_marks_the_current_one() {
     for s in &list {
         assert_eq!(s["current"], s["id"] == a.session_id.as_str());
         for field in ["created_at", "last_refreshed_at", "expires_at"] {
-            assert!(s[field].as_str().is_some_and(|t| t.contains('T')), "{field}: {s}");
+            assert!(
+                s[field].as_str().is_some_and(|t| t.contains('T')),
+                "{field}: {s}"
+            );
         }
         assert_eq!(s["ip"], "127.0.0.1");
     }
@@ -125,7 +171,12 @@ async fn deleting_a_session_ends_it_and_foreign_ids_are_not_found() {
     let del = |access: String, id: String| {
         let app = &app;
         async move {
-            app.client.delete(app.url(&format!("/auth/sessions/{id}"))).bearer_auth(access).send().await.unwrap()
+            app.client
+                .delete(app.url(&format!("/auth/sessions/{id}")))
+                .bearer_auth(access)
+                .send()
+                .await
+                .unwrap()
         }
     };
     let r = del(stranger.access.clone(), b.session_id.clone()).await;
@@ -137,8 +188,15 @@ async fn deleting_a_session_ends_it_and_foreign_ids_are_not_found() {
     let r = del(a.access.clone(), b.session_id.clone()).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.me_status(&b.access).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.refresh(&b.refresh).await.status(), StatusCode::UNAUTHORIZED);
-    assert!(app.events(&a.access).await.contains(&"session_revoked".to_owned()));
+    assert_eq!(
+        app.refresh(&b.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        app.events(&a.access)
+            .await
+            .contains(&"session_revoked".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -154,20 +212,51 @@ async fn changing_the_password_ends_the_other_sessions_and_keeps_this_one() {
             .json(&json!({"current_password": current, "new_password": new}))
             .send()
     };
-    assert_error(change("wrong one!", "new password 1").await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_credentials").await;
-    assert_error(change("correct horse battery", "short").await.unwrap(), StatusCode::BAD_REQUEST, "weak_password").await;
-    assert_eq!(app.me_status(&b.access).await, StatusCode::OK, "failed attempts change nothing");
+    assert_error(
+        change("wrong one!", "new password 1").await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_error(
+        change("correct horse battery", "short").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "weak_password",
+    )
+    .await;
+    assert_eq!(
+        app.me_status(&b.access).await,
+        StatusCode::OK,
+        "failed attempts change nothing"
+    );
 
-    assert_eq!(change("correct horse battery", "new password 1").await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        change("correct horse battery", "new password 1")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.me_status(&a.access).await, StatusCode::OK);
     assert_eq!(app.me_status(&b.access).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.refresh(&b.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&b.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     app.rotate(&a.refresh).await;
-    let r = app.post_json("/auth/login", json!({"email": mail, "password": "correct horse battery"})).await;
+    let r = app
+        .post_json(
+            "/auth/login",
+            json!({"email": mail, "password": "correct horse battery"}),
+        )
+        .await;
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     app.login_body(&mail, "new password 1").await;
     let events = app.events(&a.access).await;
-    assert!(events.contains(&"password_changed".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"password_changed".to_owned()),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +264,12 @@ async fn events_list_the_callers_history_newest_first() {
     let app = spawn_app().await;
     let mail = email();
     app.register(&mail, "correct horse battery").await;
-    let r = app.post_json("/auth/login", json!({"email": mail, "password": "nope nope nope"})).await;
+    let r = app
+        .post_json(
+            "/auth/login",
+            json!({"email": mail, "password": "nope nope nope"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let a = app.login_body(&mail, "correct horse battery").await;
     let r = app
@@ -208,7 +302,12 @@ async fn me_answers_who_the_token_belongs_to() {
 #[tokio::test]
 async fn jwks_publishes_the_ed25519_public_key_only() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     let keys = v["keys"].as_array().unwrap();

@@ -20,7 +20,14 @@ async fn database_bytes(app: &TestApp) -> Vec<u8> {
     }
     let db = app.state().store.connection();
     let mut all = Vec::new();
-    for table in ["users", "sessions", "refresh_tokens", "revoked_sessions", "security_events", "signing_keys"] {
+    for table in [
+        "users",
+        "sessions",
+        "refresh_tokens",
+        "revoked_sessions",
+        "security_events",
+        "signing_keys",
+    ] {
         let rows = db
             .query_all_raw(Statement::from_string(
                 DatabaseBackend::Postgres,
@@ -59,9 +66,18 @@ async fn only_hashes_of_refresh_tokens_ever_reach_the_database() {
     for token in &given {
         let raw = URL_SAFE_NO_PAD.decode(token).unwrap();
         let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        assert!(!contains(&dump, token.as_bytes()), "a refresh token is stored in clear");
-        assert!(!contains(&dump, &raw), "a refresh token's raw bytes are stored");
-        assert!(!contains(&dump, hex.as_bytes()), "a refresh token is stored as hex");
+        assert!(
+            !contains(&dump, token.as_bytes()),
+            "a refresh token is stored in clear"
+        );
+        assert!(
+            !contains(&dump, &raw),
+            "a refresh token's raw bytes are stored"
+        );
+        assert!(
+            !contains(&dump, hex.as_bytes()),
+            "a refresh token is stored as hex"
+        );
     }
 }
 
@@ -76,7 +92,12 @@ async fn a_session_ends_when_it_is_not_refreshed_within_the_idle_limit() {
     app.clock.advance(3599);
     let t1 = app.rotate(&t.refresh).await;
     app.clock.advance(3600);
-    assert_error(app.refresh(&t1.refresh).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    assert_error(
+        app.refresh(&t1.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -100,16 +121,32 @@ async fn a_session_ends_at_its_absolute_limit_however_often_it_is_refreshed() {
     assert_eq!(v["expires_in"], 100, "no access token outlives its session");
     let next = v["refresh_token"].as_str().unwrap().to_owned();
     app.clock.advance(100);
-    assert_error(app.refresh(&next).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    assert_error(
+        app.refresh(&next).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn revocations_survive_a_restart() {
     let mut app = spawn_app().await;
     let t = app.user(&email()).await;
-    let r = app.client.post(app.url("/auth/logout")).bearer_auth(&t.access).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (db, cfg, path, clock) = (app.db.clone(), app.cfg.clone(), app.sqlite_path.clone(), app.clock.clone());
+    let (db, cfg, path, clock) = (
+        app.db.clone(),
+        app.cfg.clone(),
+        app.sqlite_path.clone(),
+        app.clock.clone(),
+    );
     app.stop().await;
     let app = start_on(db, cfg, path, clock).await;
     assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
@@ -126,7 +163,13 @@ async fn pruning_removes_what_can_no_longer_matter_and_keeps_reuse_detection() {
     let live = app.user(&email()).await;
     let live1 = app.rotate(&live.refresh).await;
     let ended = app.user(&email()).await;
-    let r = app.client.post(app.url("/auth/logout")).bearer_auth(&ended.access).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&ended.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let expired = app.user(&email()).await;
 
@@ -135,12 +178,24 @@ async fn pruning_removes_what_can_no_longer_matter_and_keeps_reuse_detection() {
     app.clock.advance(1000); // `expired` is past its idle limit; `live` is not
     let p = app.prune().await;
     assert_eq!(p.sessions, 1, "{p:?}");
-    assert_eq!(p.revocations, 1, "the logged-out session's access tokens have all expired");
+    assert_eq!(
+        p.revocations, 1,
+        "the logged-out session's access tokens have all expired"
+    );
     assert!(p.sealed_successors >= 1, "{p:?}");
-    assert_eq!(app.refresh(&expired.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&expired.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     // Reuse of an old token of the live session is still detected after pruning.
-    assert_eq!(app.refresh(&live.refresh).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.refresh(&live2.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&live.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.refresh(&live2.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     // And a second pass has nothing left to do.
     let again = app.prune().await;
     assert_eq!((again.sessions, again.revocations), (0, 0));
@@ -151,7 +206,12 @@ async fn pruning_removes_what_can_no_longer_matter_and_keeps_reuse_detection() {
 async fn the_in_memory_revoked_set_forgets_sessions_once_their_tokens_expired() {
     let app = spawn_app().await;
     let t = app.user(&email()).await;
-    app.client.post(app.url("/auth/logout")).bearer_auth(&t.access).send().await.unwrap();
+    app.client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(app.state().revoked.len(), 1);
     app.clock.advance(300 + 30 + 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -159,5 +219,9 @@ async fn the_in_memory_revoked_set_forgets_sessions_once_their_tokens_expired() 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(app.state().revoked.len(), 0);
-    assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED, "expired anyway");
+    assert_eq!(
+        app.me_status(&t.access).await,
+        StatusCode::UNAUTHORIZED,
+        "expired anyway"
+    );
 }

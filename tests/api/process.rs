@@ -1,0 +1,210 @@
+//! `authd serve` as a real child process, for the tests that need several instances, signals or
+//! a crash. It listens on `127.0.0.1:0` (the bound address is read from its JSON log line
+//! "authd listening"), and it is killed when dropped. It derefs to a [`TestApp`] without an
+//! in-process server, so the usual HTTP helpers (`user`, `rotate`, `me_status`, ...) work on it.
+use std::io::{BufRead, BufReader};
+use std::ops::Deref;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authd::clock::TestClock;
+use authd::config::DbConfig;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, test_config};
+
+/// The issuer every instance of a test shares, as behind one load balancer.
+pub const ISSUER: &str = "http://authd.test";
+
+/// The `authd` binary with no `AUTHD_*` or `DATABASE_URL` inherited from the test's environment.
+pub fn authd_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AUTHD_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Runs `authd <args>` on `database_url` to completion (off the async runtime) and returns its
+/// stdout; panics with its stderr if it fails.
+pub async fn run_cli(database_url: &str, args: &[&str]) -> String {
+    let mut cmd = authd_command();
+    cmd.env("DATABASE_URL", database_url).args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run authd");
+    assert!(
+        out.status.success(),
+        "authd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running `authd serve` child process.
+pub struct Authd {
+    child: Child,
+    http: TestApp,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Deref for Authd {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.http
+    }
+}
+
+impl Drop for Authd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in a JSON log line `{"fields":{"message":"authd listening","addr":...}}`.
+fn listening_addr(line: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    let fields = v.get("fields")?;
+    (fields.get("message")?.as_str()? == "authd listening")
+        .then(|| fields.get("addr")?.as_str().map(str::to_owned))
+        .flatten()
+}
+
+impl Authd {
+    /// Starts `authd serve` on `database_url` with the shared [`ISSUER`], rate limits off, and
+    /// `env` on top; returns once it listens.
+    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Authd {
+        let mut cmd = authd_command();
+        cmd.arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("AUTHD_LISTEN", "127.0.0.1:0")
+            .env("AUTHD_ISSUER", ISSUER)
+            .env("AUTHD_RATE_LIMITS", "off")
+            .env("AUTHD_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn authd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sink = log.clone();
+        // Drains stderr for the whole life of the process, so that it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = listening_addr(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let mut authd = Authd {
+            child,
+            http: TestApp {
+                base: String::new(),
+                clock: TestClock::new(),
+                app: None,
+                client,
+                db: DbConfig {
+                    database_url: database_url.to_owned(),
+                    ..DbConfig::default()
+                },
+                cfg: test_config(),
+                sqlite_path: None,
+            },
+            log,
+        };
+        match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(addr)) => authd.http.base = format!("http://{addr}"),
+            _ => panic!("authd did not start:\n{}", authd.log_text()),
+        }
+        authd
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`, ...) with the `kill` command.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
+    /// Waits (without blocking the runtime) until the process exits, at most `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Everything the process logged so far, for failure messages.
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// The kids listed by this instance's JWKS.
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        let v: Value = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("jwks json");
+        let mut kids: Vec<String> = v["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+            .collect();
+        kids.sort();
+        kids
+    }
+}
+
+/// The `kid` in an access token's header.
+pub fn kid_of(access_token: &str) -> String {
+    use base64::Engine;
+    let header = access_token.split('.').next().expect("jws");
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("b64");
+    let header: Value = serde_json::from_slice(&header).expect("header json");
+    header["kid"].as_str().expect("kid").to_owned()
+}
