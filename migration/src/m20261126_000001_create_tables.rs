@@ -114,8 +114,20 @@ impl MigrationTrait for Migration {
         )
         .await?;
         index(m, "idx_sessions_user", Sessions::Table, Sessions::UserId).await?;
-        index(m, "idx_sessions_idle", Sessions::Table, Sessions::IdleExpiresAt).await?;
-        index(m, "idx_sessions_absolute", Sessions::Table, Sessions::AbsoluteExpiresAt).await?;
+        index(
+            m,
+            "idx_sessions_idle",
+            Sessions::Table,
+            Sessions::IdleExpiresAt,
+        )
+        .await?;
+        index(
+            m,
+            "idx_sessions_absolute",
+            Sessions::Table,
+            Sessions::AbsoluteExpiresAt,
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -137,9 +149,20 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_refresh_tokens_session", RefreshTokens::Table, RefreshTokens::SessionId)
-            .await?;
-        index(m, "idx_refresh_tokens_used", RefreshTokens::Table, RefreshTokens::UsedAt).await?;
+        index(
+            m,
+            "idx_refresh_tokens_session",
+            RefreshTokens::Table,
+            RefreshTokens::SessionId,
+        )
+        .await?;
+        index(
+            m,
+            "idx_refresh_tokens_used",
+            RefreshTokens::Table,
+            RefreshTokens::UsedAt,
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -153,7 +176,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_revoked_expires", RevokedSessions::Table, RevokedSessions::ExpiresAt).await?;
+        index(
+            m,
+            "idx_revoked_expires",
+            RevokedSessions::Table,
+            RevokedSessions::ExpiresAt,
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -169,8 +198,20 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_events_user", SecurityEvents::Table, SecurityEvents::UserId).await?;
-        index(m, "idx_events_at", SecurityEvents::Table, SecurityEvents::At).await?;
+        index(
+            m,
+            "idx_events_user",
+            SecurityEvents::Table,
+            SecurityEvents::UserId,
+        )
+        .await?;
+        index(
+            m,
+            "idx_events_at",
+            SecurityEvents::Table,
+            SecurityEvents::At,
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -196,7 +237,8 @@ impl MigrationTrait for Migration {
             Sessions::Table.into_iden(),
             Users::Table.into_iden(),
         ] {
-            m.drop_table(Table::drop().table(table).if_exists().to_owned()).await?;
+            m.drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
         }
         Ok(())
     }
