@@ -1,0 +1,175 @@
+// The docs UI in a real browser: headless Debian chromium driven by playwright-core opens /docs
+// (Swagger UI served by the binary), and through "Try it out" registers, logs in with cookie
+// delivery (200, and the HttpOnly __Host-refresh_token cookie lands in the browser's jar),
+// authorizes with the access token and calls getMe, refreshes through the cookie, then logs out
+// and sees the cookie gone. Every request the page makes goes to authd itself (the UI works
+// offline). Screenshots go to the output folder.
+// Usage: node dist/docs.js BASE_URL OUT_DIR
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { chromium, type BrowserContext, type Cookie, type Locator, type Page } from "playwright-core";
+
+const baseArg = process.argv[2];
+if (!baseArg) {
+  throw new Error("usage: node dist/docs.js BASE_URL OUT_DIR");
+}
+const baseUrl: string = baseArg;
+const outDir = process.argv[3] ?? ".";
+const COOKIE = "__Host-refresh_token";
+const TIMEOUT = 15_000;
+
+let steps = 0;
+function check(cond: boolean, what: string): asserts cond {
+  if (!cond) {
+    throw new Error(`check failed: ${what}`);
+  }
+  steps += 1;
+  console.log(`  ok: ${what}`);
+}
+
+async function refreshCookie(context: BrowserContext): Promise<Cookie | undefined> {
+  return (await context.cookies(baseUrl)).find((c) => c.name === COOKIE);
+}
+
+/** Opens an operation's block and switches it to "Try it out". */
+async function tryOut(page: Page, tag: string, operationId: string): Promise<Locator> {
+  const op = page.locator(`#operations-${tag}-${operationId}`);
+  await op.waitFor({ timeout: TIMEOUT });
+  if (!(await op.locator(".opblock-body").isVisible())) {
+    await op.locator(".opblock-summary").first().click();
+  }
+  const button = op.locator("button.try-out__btn");
+  if ((await button.innerText()).trim() === "Try it out") {
+    await button.click();
+  }
+  return op;
+}
+
+/** Executes the operation and returns the status and the body shown in "Server response". */
+async function execute(op: Locator): Promise<{ status: number; body: string }> {
+  const clear = op.locator("button.btn-clear");
+  if (await clear.isVisible()) {
+    await clear.click();
+  }
+  await op.locator("button.execute").click();
+  const status = op.locator(".live-responses-table .response .response-col_status").first();
+  await status.waitFor({ timeout: TIMEOUT });
+  const code = Number.parseInt((await status.innerText()).trim(), 10);
+  const bodyEl = op.locator(".live-responses-table .response-col_description pre").first();
+  const body = (await bodyEl.count()) > 0 ? await bodyEl.innerText() : "";
+  return { status: code, body };
+}
+
+async function setBody(op: Locator, body: unknown): Promise<void> {
+  await op.locator("textarea.body-param__text").fill(body === undefined ? "" : JSON.stringify(body, null, 2));
+}
+
+async function setHeader(op: Locator, name: string, value: string): Promise<void> {
+  await op.locator(`tr[data-param-name="${name}"][data-param-in="header"] input`).fill(value);
+}
+
+async function main(): Promise<void> {
+  const profile = mkdtempSync(join(tmpdir(), "authd-docs-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const foreign: string[] = [];
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on("request", (req) => {
+      const url = req.url();
+      if (!url.startsWith(baseUrl) && !url.startsWith("data:") && !url.startsWith("blob:")) {
+        foreign.push(url);
+      }
+    });
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(String(err)));
+
+    const resp = await page.goto(`${baseUrl}/docs`, { waitUntil: "load" });
+    check(resp?.status() === 200, "GET /docs is 200");
+    await page.locator(".swagger-ui .info .title").waitFor({ timeout: TIMEOUT });
+    check((await page.locator(".swagger-ui .info .title").innerText()).includes("authd"), "the docs show the spec's title");
+    await page.screenshot({ path: join(outDir, "docs.png") });
+
+    const email = `docs-${Date.now()}@example.com`;
+    const password = "correct horse battery staple";
+
+    // register
+    const register = await tryOut(page, "Auth", "register");
+    await setBody(register, { email, password });
+    const registered = await execute(register);
+    check(registered.status === 201, `register via the docs UI: ${registered.status}`);
+
+    // login, cookie delivery
+    check((await refreshCookie(context)) === undefined, "no refresh cookie before login");
+    const login = await tryOut(page, "Auth", "login");
+    await setBody(login, { email, password, delivery: "cookie" });
+    const loggedIn = await execute(login);
+    check(loggedIn.status === 200, `login via the docs UI: ${loggedIn.status}`);
+    const tokens = JSON.parse(loggedIn.body) as { access_token?: string; refresh_token?: string };
+    check(typeof tokens.access_token === "string", "the access token is in the body");
+    check(tokens.refresh_token === undefined, "the refresh token is not in the body");
+    const cookie = await refreshCookie(context);
+    check(cookie !== undefined, `the ${COOKIE} cookie is in the browser's jar`);
+    check(cookie.httpOnly, "the cookie is HttpOnly");
+    check(cookie.secure && cookie.sameSite === "Strict" && cookie.path === "/", "the cookie is Secure, SameSite=Strict, Path=/");
+    await login.locator(".live-responses-table").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(outDir, "docs-login.png") });
+
+    // Authorize with the access token, then getMe
+    await page.locator(".auth-wrapper button.authorize").click();
+    await page.locator('input[aria-label="auth-bearer-value"]').fill(tokens.access_token);
+    await page.locator(".modal-ux button.modal-btn.auth.authorize").first().click();
+    await page.locator(".modal-ux button.btn-done").first().click();
+    const me = await tryOut(page, "Me", "getMe");
+    const who = await execute(me);
+    check(who.status === 200 && who.body.includes(email), `getMe with the authorized token: ${who.status}`);
+
+    // refresh through the cookie (the docs UI sends the X-Requested-With header it documents)
+    const refresh = await tryOut(page, "Auth", "refresh");
+    await setHeader(refresh, "X-Requested-With", "swagger-ui");
+    await setBody(refresh, undefined);
+    const refreshed = await execute(refresh);
+    check(refreshed.status === 200, `refresh through the cookie: ${refreshed.status}`);
+    const rotated = await refreshCookie(context);
+    check(rotated !== undefined && rotated.value !== cookie.value, "the cookie was rotated");
+
+    // logout: 204 and the cookie is gone from the jar
+    const logout = await tryOut(page, "Auth", "logout");
+    await setHeader(logout, "X-Requested-With", "swagger-ui");
+    await setBody(logout, undefined);
+    const loggedOut = await execute(logout);
+    check(loggedOut.status === 204, `logout via the docs UI: ${loggedOut.status}`);
+    check((await refreshCookie(context)) === undefined, "the refresh cookie is gone after logout");
+    const after = await execute(me);
+    check(after.status === 401, `the access token is refused after logout: ${after.status}`);
+
+    await page.locator(`#operations-Auth-logout`).scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(outDir, "docs-logout.png") });
+    check(foreign.length === 0, `the page loaded nothing from elsewhere ${JSON.stringify(foreign)}`);
+    check(errors.length === 0, `no script errors ${JSON.stringify(errors)}`);
+    console.log(`docs ui: ok (${steps} checks; screenshots in ${outDir})`);
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error("docs ui: FAILED:", err);
+  process.exit(1);
+});
