@@ -53,7 +53,7 @@ impl Store {
     /// Stores `key` as the only current key if there is none yet (first start). Two instances
     /// starting at once may both insert; the newest then signs, and both verify.
     pub async fn ensure_key(&self, key: KeyRecord) -> Result<bool, StoreError> {
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         let any = signing_keys::Entity::find()
             .filter(signing_keys::Column::RetiredAt.is_null())
             .one(&txn)
@@ -70,7 +70,7 @@ impl Store {
 
     /// Makes `key` current and retires every other current key at `now`, atomically.
     pub async fn rotate_key(&self, key: KeyRecord, now: i64) -> Result<(), StoreError> {
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         signing_keys::Entity::update_many()
             .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
             .filter(signing_keys::Column::RetiredAt.is_null())

@@ -49,7 +49,7 @@ impl Store {
             if ids.is_empty() {
                 break;
             }
-            let txn = self.begin_write().await?;
+            let (txn, _gate) = self.begin_write().await?;
             let n = sessions::Entity::delete_many()
                 .filter(sessions::Column::Id.is_in(ids))
                 .filter(

@@ -155,7 +155,7 @@ impl Store {
             user_agent: new.meta.user_agent.clone(),
             ip: new.meta.ip.clone(),
         };
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         sessions::Entity::insert(sessions::ActiveModel::from(row.clone()))
             .exec_without_returning(&txn)
             .await?;
@@ -184,7 +184,7 @@ impl Store {
         horizon: i64,
         meta: &ClientMeta,
     ) -> Result<Rotation, StoreError> {
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         let Some(token) = refresh_tokens::Entity::find_by_id(presented.clone())
             .one(&txn)
             .await?
@@ -345,7 +345,7 @@ impl Store {
         horizon: i64,
         meta: &ClientMeta,
     ) -> Result<Vec<EndedSession>, StoreError> {
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         let ended = end_sessions_in(&txn, user_id, &scope, reason, now, horizon, meta).await?;
         txn.commit().await?;
         Ok(ended)
@@ -381,7 +381,7 @@ impl Store {
         horizon: i64,
         meta: &ClientMeta,
     ) -> Result<Vec<EndedSession>, StoreError> {
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
@@ -420,7 +420,7 @@ impl Store {
         now: i64,
         horizon: i64,
     ) -> Result<Option<Vec<EndedSession>>, StoreError> {
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         let Some(user) = users::Entity::find()
             .filter(users::Column::Email.eq(email))
             .one(&txn)

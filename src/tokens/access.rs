@@ -4,9 +4,12 @@
 //! any header that asks to fetch or embed a key or declares critical extensions, requires every
 //! claim, checks `iss`, `aud` and `exp` against the injected clock with the configured leeway,
 //! and finally rejects the tokens of ended sessions through the in-memory revoked set.
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{KeyError, KeySet};
@@ -55,6 +58,36 @@ pub enum TokenError {
     Revoked,
 }
 
+/// Most tokens kept in the verified-token cache (about 1 KiB each).
+const CACHE_MAX: usize = 16_384;
+
+/// Tokens whose signature and claims verified, keyed by the whole token (so a different token
+/// can never hit another's entry). A hit skips only the signature check; expiry and the
+/// revoked set are checked on every request.
+#[derive(Default)]
+struct VerifiedCache {
+    map: RwLock<HashMap<Arc<str>, Arc<AccessClaims>>>,
+}
+
+impl VerifiedCache {
+    fn get(&self, token: &str) -> Option<Arc<AccessClaims>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+    }
+
+    /// Inserts; when full, drops the entries expired before `expired_before`, and everything if
+    /// that is not enough (the cache only saves work, it never decides anything).
+    fn insert(&self, token: &str, claims: Arc<AccessClaims>, expired_before: i64) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, c| c.exp >= expired_before);
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(Arc::from(token), claims);
+    }
+}
+
 /// Signs and verifies access tokens.
 #[derive(Clone)]
 pub struct AccessTokens {
@@ -66,6 +99,7 @@ pub struct AccessTokens {
     ttl_secs: i64,
     leeway_secs: i64,
     validation: Arc<Validation>,
+    cache: Arc<VerifiedCache>,
 }
 
 impl std::fmt::Debug for AccessTokens {
@@ -116,6 +150,7 @@ impl AccessTokens {
             ttl_secs,
             leeway_secs,
             validation: Arc::new(validation),
+            cache: Arc::default(),
         }
     }
 
@@ -134,14 +169,13 @@ impl AccessTokens {
             exp,
             email: subject.email.to_owned(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(TYP.to_owned());
-        header.kid = Some(key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|_| {
-            KeyError::Malformed {
-                kid: key.kid.clone(),
-            }
-        })?;
+        // A compact JWS (RFC 7515): header.claims.signature, base64url without padding. Signed
+        // here with the cached key pair; verification goes through jsonwebtoken.
+        let claims = serde_json::to_vec(&claims).map_err(|_| KeyError::Malformed { kid: key.kid.clone() })?;
+        let mut token = format!("{}.{}", key.header_b64, URL_SAFE_NO_PAD.encode(claims));
+        let signature = key.pair.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature.as_ref()));
         Ok((token, exp - now))
     }
 
@@ -150,6 +184,32 @@ impl AccessTokens {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
+        if let Some(claims) = self.cache.get(token) {
+            self.check_live(&claims)?;
+            return Ok((*claims).clone());
+        }
+        let claims = self.verify_uncached(token)?;
+        self.check_live(&claims)?;
+        self.cache.insert(token, Arc::new(claims.clone()), self.clock.now() - self.leeway_secs);
+        Ok(claims)
+    }
+
+    /// The checks that change with time and revocations, made on every request, cache hit or not.
+    fn check_live(&self, claims: &AccessClaims) -> Result<(), TokenError> {
+        let now = self.clock.now();
+        if now > claims.exp.saturating_add(self.leeway_secs) {
+            return Err(TokenError::Expired);
+        }
+        if claims.iat > now.saturating_add(self.leeway_secs) {
+            return Err(TokenError::NotYetValid);
+        }
+        if self.revoked.contains(&claims.sid) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(())
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA
             || header.typ.as_deref() != Some(TYP)
@@ -168,18 +228,7 @@ impl AccessTokens {
         let key = self.keys.verifying(kid).ok_or(TokenError::UnknownKey)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
-        let claims = data.claims;
-        let now = self.clock.now();
-        if now > claims.exp.saturating_add(self.leeway_secs) {
-            return Err(TokenError::Expired);
-        }
-        if claims.iat > now.saturating_add(self.leeway_secs) {
-            return Err(TokenError::NotYetValid);
-        }
-        if self.revoked.contains(&claims.sid) {
-            return Err(TokenError::Revoked);
-        }
-        Ok(claims)
+        Ok(data.claims)
     }
 
     /// Lifetime of new tokens, in seconds.

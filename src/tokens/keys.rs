@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use serde::Serialize;
 
 /// A stored key, as the database hands it over.
@@ -123,7 +123,11 @@ pub struct Jwk {
 
 pub(crate) struct SigningKey {
     pub kid: String,
-    pub encoding: EncodingKey,
+    /// The parsed key pair, kept so that signing does not re-parse PKCS#8 (and re-derive the
+    /// public key) for every token.
+    pub pair: Ed25519KeyPair,
+    /// The JWS header of every token this key signs, base64url-encoded once.
+    pub header_b64: String,
 }
 
 struct Snapshot {
@@ -186,12 +190,19 @@ impl KeySet {
                 newest = Some(r);
             }
         }
-        let signing = newest.map(|r| {
-            Arc::new(SigningKey {
-                kid: r.kid.clone(),
-                encoding: EncodingKey::from_ed_der(&r.private_pkcs8),
-            })
-        });
+        let signing = match newest {
+            Some(r) => {
+                let pair = Ed25519KeyPair::from_pkcs8(&r.private_pkcs8)
+                    .map_err(|_| KeyError::Malformed { kid: r.kid.clone() })?;
+                let header = serde_json::json!({"typ": super::access::TYP, "alg": "EdDSA", "kid": r.kid});
+                Some(Arc::new(SigningKey {
+                    kid: r.kid.clone(),
+                    pair,
+                    header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+                }))
+            }
+            None => None,
+        };
         jwks.sort_by(|a, b| a.kid.cmp(&b.kid));
         let snapshot = Arc::new(Snapshot {
             signing,
