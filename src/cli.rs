@@ -77,14 +77,28 @@ pub enum SessionsCommand {
 /// A failed command: the message for the operator.
 pub type CliResult = Result<(), String>;
 
+/// A spinner on stderr when it is a terminal; hidden (and silent) otherwise.
+fn spinner(message: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar.set_message(message.to_owned());
+    bar
+}
+
 async fn store(db: &DbConfig) -> Result<Store, String> {
     let store = Store::connect(db)
         .await
         .map_err(|e| format!("DATABASE_URL: {e}"))?;
+    let bar = spinner("applying migrations");
     store
         .migrate()
         .await
         .map_err(|e| format!("migration failed: {e}"))?;
+    bar.finish_and_clear();
     Ok(store)
 }
 
@@ -169,14 +183,19 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Some(Command::Prune(cfg)) => {
             let store = store(&cli.db).await?;
+            let bar = spinner("pruning");
             let p = store
-                .prune(
+                .prune_with_progress(
                     clock.now(),
                     cfg.reuse_grace_secs,
                     cfg.access_ttl_secs + cfg.leeway_secs,
+                    |p| {
+                        bar.set_message(format!("pruning: {} expired sessions removed", p.sessions))
+                    },
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
             println!(
                 "pruned: {} sessions, {} revocations, {} sealed successors, {} events, {} keys",
                 p.sessions, p.revocations, p.sealed_successors, p.events, p.keys

@@ -32,6 +32,19 @@ impl Store {
         grace_secs: i64,
         key_overlap_secs: i64,
     ) -> Result<Pruned, StoreError> {
+        self.prune_with_progress(now, grace_secs, key_overlap_secs, |_| {})
+            .await
+    }
+
+    /// [`prune`](Self::prune), calling `progress` with the running totals after each batch
+    /// (a large backlog of expired sessions is deleted 1000 at a time).
+    pub async fn prune_with_progress(
+        &self,
+        now: i64,
+        grace_secs: i64,
+        key_overlap_secs: i64,
+        progress: impl Fn(&Pruned),
+    ) -> Result<Pruned, StoreError> {
         let mut out = Pruned::default();
         loop {
             let ids: Vec<String> = sessions::Entity::find()
@@ -62,6 +75,7 @@ impl Store {
                 .rows_affected;
             txn.commit().await?;
             out.sessions += n;
+            progress(&out);
             if n == 0 {
                 break;
             }

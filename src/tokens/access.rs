@@ -71,7 +71,11 @@ struct VerifiedCache {
 
 impl VerifiedCache {
     fn get(&self, token: &str) -> Option<Arc<AccessClaims>> {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
     }
 
     /// Inserts; when full, drops the entries expired before `expired_before`, and everything if
@@ -171,7 +175,9 @@ impl AccessTokens {
         };
         // A compact JWS (RFC 7515): header.claims.signature, base64url without padding. Signed
         // here with the cached key pair; verification goes through jsonwebtoken.
-        let claims = serde_json::to_vec(&claims).map_err(|_| KeyError::Malformed { kid: key.kid.clone() })?;
+        let claims = serde_json::to_vec(&claims).map_err(|_| KeyError::Malformed {
+            kid: key.kid.clone(),
+        })?;
         let mut token = format!("{}.{}", key.header_b64, URL_SAFE_NO_PAD.encode(claims));
         let signature = key.pair.sign(token.as_bytes());
         token.push('.');
@@ -190,7 +196,11 @@ impl AccessTokens {
         }
         let claims = self.verify_uncached(token)?;
         self.check_live(&claims)?;
-        self.cache.insert(token, Arc::new(claims.clone()), self.clock.now() - self.leeway_secs);
+        self.cache.insert(
+            token,
+            Arc::new(claims.clone()),
+            self.clock.now() - self.leeway_secs,
+        );
         Ok(claims)
     }
 

@@ -194,7 +194,8 @@ impl KeySet {
             Some(r) => {
                 let pair = Ed25519KeyPair::from_pkcs8(&r.private_pkcs8)
                     .map_err(|_| KeyError::Malformed { kid: r.kid.clone() })?;
-                let header = serde_json::json!({"typ": super::access::TYP, "alg": "EdDSA", "kid": r.kid});
+                let header =
+                    serde_json::json!({"typ": super::access::TYP, "alg": "EdDSA", "kid": r.kid});
                 Some(Arc::new(SigningKey {
                     kid: r.kid.clone(),
                     pair,
