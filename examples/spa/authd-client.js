@@ -75,9 +75,14 @@ export function createAuthClient(options) {
     }
   }
 
+  function bump() {
+    version++;
+    for (const done of versionWaiters) done();
+  }
+
   function setToken(t, { broadcast }) {
     token = t;
-    version++;
+    bump();
     status = 'logged_in';
     schedule();
     if (broadcast) post({ type: 'token', token: t });
@@ -87,20 +92,24 @@ export function createAuthClient(options) {
   function dropToken(reason, { broadcast }) {
     const changed = status !== 'logged_out' || token !== null;
     token = null;
-    version++;
     epoch++;
+    bump();
     status = 'logged_out';
     clearTimeout(timer);
     if (broadcast) post({ type: 'logout', reason });
     if (changed) emit();
   }
 
+  // When a token is due for refresh: `refreshMarginSecs` before it expires, at most a fifth of
+  // its lifetime before.
+  function refreshAt(t) {
+    return t.expiresAt - Math.min(marginSecs * 1000, (t.expiresAt - t.issuedAt) / 5);
+  }
+
   function schedule() {
     clearTimeout(timer);
     if (!token) return;
-    const lifetime = token.expiresAt - token.issuedAt;
-    const margin = Math.min(marginSecs * 1000, lifetime / 5);
-    const delay = Math.max(0, token.expiresAt - margin - Date.now());
+    const delay = Math.max(0, refreshAt(token) - Date.now());
     timer = setTimeout(function tick() {
       // A network failure is not a logout: try again a little later.
       refresh().catch(() => { if (status === 'logged_in') timer = setTimeout(tick, 5000); });
@@ -176,11 +185,29 @@ export function createAuthClient(options) {
     }
   }
 
-  function withLock(fn) {
-    if (!singleFlight) return fn();
-    if (locks) return locks.request(`${name}:refresh`, fn);
-    if (channel) return withChannelLock(fn);
-    return fn();
+  // With Web Locks, `fn(contended)` learns whether another tab held the lock first: that tab
+  // broadcast its token before releasing, but the lock grant may overtake the message.
+  async function withLock(fn) {
+    if (!singleFlight) return fn(false);
+    if (locks) {
+      const lockName = `${name}:refresh`;
+      const first = await locks.request(lockName, { ifAvailable: true }, async (lock) =>
+        lock ? { value: await fn(false) } : null);
+      return first ? first.value : locks.request(lockName, () => fn(true));
+    }
+    if (channel) return withChannelLock(() => fn(false));
+    return fn(false);
+  }
+
+  // Resolves when `version` moves past `seen`, or after `ms`.
+  const versionWaiters = new Set();
+  function versionChange(seen, ms) {
+    if (version !== seen) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { clearTimeout(t); versionWaiters.delete(done); resolve(); };
+      const t = setTimeout(done, ms);
+      versionWaiters.add(done);
+    });
   }
 
   // ---- authd calls ---------------------------------------------------------------------------
@@ -225,7 +252,9 @@ export function createAuthClient(options) {
   async function doRefresh() {
     const seenVersion = version;
     const seenEpoch = epoch;
-    return withLock(async () => {
+    return withLock(async (contended) => {
+      // Another tab held the lock: give its token message a moment to arrive.
+      if (contended) await versionChange(seenVersion, 250);
       if (epoch !== seenEpoch) return false; // logged out meanwhile
       if (singleFlight && version !== seenVersion && token) return true; // another tab refreshed
       const res = await call('/auth/refresh');
@@ -274,7 +303,7 @@ export function createAuthClient(options) {
       if (t) req.headers.set('Authorization', `Bearer ${t.accessToken}`);
       return fetch(req);
     };
-    if (status === 'unknown' || (token && token.expiresAt - Date.now() < 5000)) await refresh();
+    if (status === 'unknown' || (token && Date.now() >= refreshAt(token))) await refresh();
     const used = token;
     let res = await send(used);
     if (res.status === 401 && status === 'logged_in') {

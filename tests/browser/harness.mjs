@@ -183,6 +183,17 @@ export async function loginBody(authd, user) {
   return res.json();
 }
 
+/** Rotates a body-delivery refresh token; resolves to the TokenResponse. */
+export async function refreshBody(authd, refreshToken) {
+  const res = await fetch(`${authd.url}/auth/refresh`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ refresh_token: refreshToken }),
+  });
+  if (res.status !== 200) throw new Error(`refresh: HTTP ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
 export async function getMe(authd, accessToken) {
   return fetch(`${authd.url}/me`, { headers: { authorization: `Bearer ${accessToken}` } });
 }

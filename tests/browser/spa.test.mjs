@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  events, getMe, loginBody, newUser, openAndLogIn, refreshCookie, register, screenshot, setup,
+  events, getMe, loginBody, newUser, openAndLogIn, refreshBody, refreshCookie, register, screenshot, setup,
   sleep, statusOf, waitForStatus,
 } from './harness.mjs';
 
@@ -29,6 +29,12 @@ test('login, then a page reload restores the session from the refresh cookie alo
   const me = JSON.parse(await page.textContent('#me'));
   assert.equal(me.email, user.email);
   assert.equal(me.session_id, firstSession);
+
+  // Single flight inside the tab: three concurrent refresh() calls, one request.
+  refreshes.length = 0;
+  const results = await page.evaluate(() => Promise.all([1, 2, 3].map(() => window.authd.refresh())));
+  assert.deepEqual(results, [true, true, true]);
+  assert.equal(refreshes.length, 1, 'one refresh request for three callers');
   await screenshot(page, 'reload-restores-session');
 });
 
@@ -56,6 +62,41 @@ test('the refresh cookie is HttpOnly, Secure, SameSite=Strict and host-only', as
   await screenshot(page, 'cookie-attributes');
 });
 
+test('an access token that expired unnoticed (timers asleep) is refreshed on the 401 and the call retried', async (t) => {
+  const { authd, context, demoUrl } = await setup(t, {
+    name: 'refresh-on-401',
+    env: { AUTHD_ACCESS_TTL_SECS: '2', AUTHD_LEEWAY_SECS: '0' },
+  });
+  const user = newUser();
+  await register(authd, user);
+  const page = await context.newPage();
+  await page.clock.install(); // the page's Date and timers, under the test's control
+  await openAndLogIn(context, demoUrl(), user, page);
+  // The laptop sleeps: the page's clock stands still while the access token expires for real.
+  await page.clock.pauseAt((await page.evaluate(() => Date.now())) + 100);
+  const before = await page.evaluate(() => window.authd.accessToken);
+  await sleep(2600);
+  assert.equal((await getMe(authd, before)).status, 401, 'the access token has expired');
+
+  const calls = [];
+  page.on('response', (r) => {
+    const path = new URL(r.url()).pathname;
+    if (r.request().method() !== 'OPTIONS' && (path === '/me' || path === '/auth/refresh')) calls.push(`${path} ${r.status()}`);
+  });
+  const res = await page.evaluate(async () => {
+    const r = await window.authd.fetch('/me');
+    return { status: r.status, body: await r.json() };
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.body.email, user.email);
+  // (The demo page also calls /me itself when the token changes: more `/me 200` may follow.)
+  assert.deepEqual(calls.slice(0, 3), ['/me 401', '/auth/refresh 200', '/me 200'], calls.join(', '));
+  assert.ok(calls.slice(3).every((c) => c === '/me 200'), calls.join(', '));
+  assert.notEqual(await page.evaluate(() => window.authd.accessToken), before, 'a new access token');
+  assert.equal(await statusOf(page), 'logged_in');
+  await screenshot(page, 'refresh-on-401');
+});
+
 // Five tabs share one session; their access tokens expire at the same moment (every tab takes
 // the token the last refresh broadcast), and each tab's timer fires a refresh then.
 for (const [mode, query] of [
@@ -64,7 +105,7 @@ for (const [mode, query] of [
   ['no client lock: the grace window alone', { singleFlight: 'off' }],
 ]) {
   test(`five tabs refresh at the same moment and stay logged in (${mode})`, async (t) => {
-    const ttl = 4;
+    const ttl = 6;
     const slug = `five-tabs-${query.webLocks ? 'broadcast' : query.singleFlight ? 'no-lock' : 'web-locks'}`;
     const { authd, context, demoUrl } = await setup(t, {
       name: slug,
@@ -72,6 +113,13 @@ for (const [mode, query] of [
     });
     const user = newUser();
     await register(authd, user);
+    // Another device of the same user reads the security events, whatever becomes of the tabs.
+    let observerRt = (await loginBody(authd, user)).refresh_token;
+    const observedEvents = async () => {
+      const fresh = await refreshBody(authd, observerRt);
+      observerRt = fresh.refresh_token;
+      return (await events(authd, fresh.access_token)).map((e) => e.kind);
+    };
     const url = demoUrl(query);
     const pages = [await openAndLogIn(context, url, user)];
     for (let i = 1; i < 5; i++) {
@@ -81,34 +129,42 @@ for (const [mode, query] of [
       pages.push(p);
     }
     // All five hold the same token, so they expire together.
-    await pages[0].waitForFunction(() => true);
     const same = async () => new Set(await Promise.all(pages.map((p) => p.evaluate(() => window.authd.accessToken)))).size === 1;
     for (let i = 0; i < 50 && !(await same()); i++) await sleep(100);
     assert.ok(await same(), 'the five tabs share one access token');
     const first = await pages[0].evaluate(() => ({ ...window.authd.state, token: window.authd.accessToken }));
 
     const refreshes = [];
+    const answers = [];
     context.on('request', (r) => {
       if (r.method() === 'POST' && r.url().endsWith('/auth/refresh')) refreshes.push(Date.now());
     });
+    context.on('response', (r) => {
+      if (r.request().method() === 'POST' && r.url().endsWith('/auth/refresh')) answers.push(`${Date.now() % 100000}:${r.status()}`);
+    });
+    t.after(() => t.diagnostic(`refresh answers (ms:status): ${answers.join(' ')}`));
     // Two expiries: each one fires five timers at once.
     const cycles = 2;
     await sleep(first.expiresAt - Date.now() + (cycles - 1) * ttl * 1000 + 600);
 
-    for (const [i, p] of pages.entries()) {
-      assert.equal(await statusOf(p), 'logged_in', `tab ${i + 1} is still logged in`);
-      const me = await p.evaluate(async () => {
-        const res = await window.authd.fetch('/me');
-        return { status: res.status, body: await res.json() };
-      });
-      assert.equal(me.status, 200, `tab ${i + 1}: /me with its current token`);
-      assert.equal(me.body.session_id, first.sessionId, `tab ${i + 1}: still the same session`);
+    try {
+      for (const [i, p] of pages.entries()) {
+        assert.equal(await statusOf(p), 'logged_in', `tab ${i + 1} is still logged in`);
+        const me = await p.evaluate(async () => {
+          const res = await window.authd.fetch('/me');
+          return { status: res.status, body: await res.json() };
+        });
+        assert.equal(me.status, 200, `tab ${i + 1}: /me with its current token`);
+        assert.equal(me.body.session_id, first.sessionId, `tab ${i + 1}: still the same session`);
+      }
+    } catch (e) {
+      t.diagnostic(`security events: ${(await observedEvents().catch((err) => [err.message])).join(', ')}`);
+      throw e;
     }
     // The tokens really expired (no leeway): the first one is refused now.
     assert.equal((await getMe(authd, first.token)).status, 401, 'the first access token has expired');
 
-    const token = await pages[0].evaluate(() => window.authd.accessToken);
-    const kinds = (await events(authd, token)).map((e) => e.kind);
+    const kinds = await observedEvents();
     assert.ok(!kinds.includes('refresh_token_reused'), `no reuse recorded: ${kinds.join(', ')}`);
     assert.ok(!kinds.includes('session_revoked'), `no revocation recorded: ${kinds.join(', ')}`);
 
@@ -177,6 +233,31 @@ test('logout in one tab logs every tab out at once, clears the cookie and kills 
   await screenshot(pages[1], 'logout-all-tabs-tab2');
 });
 
+// What a page on an origin authd does not allow can try with fetch. Same-site (another port of
+// 127.0.0.1: the browser sends the SameSite=Strict cookie along) and cross-site (localhost).
+async function foreignAttempts(page, authdUrl) {
+  return page.evaluate(async (authdUrl) => {
+    const attempt = async (label, path, init) => {
+      try {
+        const res = await fetch(authdUrl + path, { method: 'POST', credentials: 'include', ...init });
+        window.report(`${label}: ${res.type} response ${res.status}`);
+        return { label, readable: res.type !== 'opaque', type: res.type, status: res.status };
+      } catch (e) {
+        window.report(`${label}: blocked (${e.name})`);
+        return { label, readable: false, type: 'error' };
+      }
+    };
+    return [
+      // What a script would do to obtain a fresh access token: the CORS preflight fails.
+      await attempt('refresh with X-Requested-With', '/auth/refresh', { headers: { 'X-Requested-With': 'x' } }),
+      // "Simple" requests skip the preflight; authd refuses them without X-Requested-With.
+      await attempt('refresh, simple request', '/auth/refresh', {}),
+      await attempt('refresh, no-cors', '/auth/refresh', { mode: 'no-cors' }),
+      await attempt('logout with X-Requested-With', '/auth/logout', { headers: { 'X-Requested-With': 'x' } }),
+    ];
+  }, authdUrl);
+}
+
 test('a page on an origin authd does not allow can neither refresh nor log out', async (t) => {
   const { authd, context, demoUrl, third } = await setup(t, { name: 'foreign-origin', thirdParty: true });
   const user = newUser();
@@ -185,54 +266,81 @@ test('a page on an origin authd does not allow can neither refresh nor log out',
   const before = await refreshCookie(context);
   const accessToken = await app.evaluate(() => window.authd.accessToken);
 
-  const seen = [];
+  const answered = [];
   context.on('response', (r) => {
-    if (r.url().startsWith(authd.url)) seen.push(`${r.request().method()} ${new URL(r.url()).pathname} -> ${r.status()}`);
+    if (r.url().startsWith(authd.url) && r.request().frame()?.page() !== app) {
+      answered.push(`${r.request().method()} ${new URL(r.url()).pathname} -> ${r.status()}`);
+    }
   });
-  const evil = await context.newPage();
-  await evil.goto(`${third.url}/`);
-  const results = await evil.evaluate(async (authdUrl) => {
-    const attempt = async (label, path, init) => {
-      try {
-        const res = await fetch(authdUrl + path, { method: 'POST', credentials: 'include', ...init });
-        const line = `${label}: readable response ${res.status} ${await res.text()}`;
-        window.report(line);
-        return { label, readable: true, status: res.status, type: res.type };
-      } catch (e) {
-        window.report(`${label}: blocked (${e.name})`);
-        return { label, readable: false };
-      }
-    };
-    return [
-      // What a script would do to read a fresh access token: the preflight fails.
-      await attempt('refresh with X-Requested-With', '/auth/refresh', { headers: { 'X-Requested-With': 'x' } }),
-      // A "simple" request skips the preflight; authd refuses it without X-Requested-With.
-      await attempt('refresh, simple request', '/auth/refresh', {}),
-      await attempt('refresh, no-cors', '/auth/refresh', { mode: 'no-cors' }),
-      await attempt('logout with X-Requested-With', '/auth/logout', { headers: { 'X-Requested-With': 'x' } }),
-      await attempt('logout, simple request', '/auth/logout', {}),
-      await attempt('logout, no-cors', '/auth/logout', { mode: 'no-cors' }),
-    ];
-  }, authd.url);
-  for (const r of results) {
-    if (r.label.endsWith('no-cors')) assert.equal(r.type, 'opaque', `${r.label}: an opaque answer`);
-    else assert.equal(r.readable, false, `${r.label}: the page cannot read authd's answer`);
+  for (const [site, origin] of [['same-site', third.url], ['cross-site', third.url.replace('127.0.0.1', 'localhost')]]) {
+    const evil = await context.newPage();
+    await evil.goto(`${origin}/`);
+    const results = await foreignAttempts(evil, authd.url);
+    for (const r of results) {
+      assert.equal(r.readable, false, `${site} ${r.label}: the page cannot read authd's answer (${r.type})`);
+    }
+    await screenshot(evil, `foreign-origin-${site}`);
+    await evil.close();
   }
-  await screenshot(evil, 'foreign-origin-attacker');
-  t.diagnostic(`authd answered the foreign page: ${JSON.stringify(seen)}`);
-  // Whatever reached authd was refused by the CSRF gate; nothing succeeded.
-  assert.ok(seen.every((line) => !/-> 2\d\d$/.test(line) || line.startsWith('OPTIONS')), JSON.stringify(seen));
+  t.diagnostic(`authd's answers the foreign pages could have caused: ${JSON.stringify(answered)}`);
+  assert.ok(answered.every((line) => !/-> 2\d\d$/.test(line)), `nothing succeeded: ${JSON.stringify(answered)}`);
 
   // The session survives: the cookie was neither rotated nor cleared, and it still refreshes.
   const after = await refreshCookie(context);
   assert.ok(after, 'the refresh cookie is still in the jar');
-  assert.equal(after.value, before.value, 'the refresh cookie was not rotated by the foreign page');
+  assert.equal(after.value, before.value, 'the refresh cookie was not rotated by the foreign pages');
   assert.equal((await getMe(authd, accessToken)).status, 200, 'the access token still works');
   await app.bringToFront();
   assert.equal(await app.evaluate(() => window.authd.refresh()), true, 'the app can still refresh');
   assert.equal(await statusOf(app), 'logged_in');
   await screenshot(app, 'foreign-origin-app');
 });
+
+// Known issue, reported to the lead: authd refuses a forged logout (403 csrf_rejected same-site,
+// 401 cross-site) but its answer still carries the Set-Cookie that expires the refresh cookie
+// (API.md: "Logout, in any outcome, ... expires every cookie"), and Chromium applies it: a plain
+// HTML form on any site, or a no-cors fetch from a same-site origin, drops the browser's refresh
+// cookie. The server session is not ended, but this browser has lost it. Runs as a todo until
+// the contract and the server change; it passes once a refused logout stops expiring the cookie.
+test('a forged logout (form POST, no-cors fetch) from a foreign origin leaves the refresh cookie alone',
+  { todo: 'authd expires the cookie on refused logouts too (reported)' }, async (t) => {
+    const { authd, context, demoUrl, third } = await setup(t, { name: 'foreign-origin-forged-logout', thirdParty: true });
+    const user = newUser();
+    await register(authd, user);
+    const app = await openAndLogIn(context, demoUrl(), user);
+    const accessToken = await app.evaluate(() => window.authd.accessToken);
+    const lost = [];
+    for (const [site, origin] of [['same-site', third.url], ['cross-site', third.url.replace('127.0.0.1', 'localhost')]]) {
+      for (const how of ['no-cors fetch', 'form POST']) {
+        if (!(await refreshCookie(context))) {
+          await context.clearCookies();
+          await app.reload();
+          await openAndLogIn(context, demoUrl(), user, app);
+        }
+        const evil = await context.newPage();
+        await evil.goto(`${origin}/`);
+        const answer = evil.waitForResponse((r) => r.url().endsWith('/auth/logout')).catch(() => null);
+        if (how === 'form POST') {
+          await evil.evaluate((u) => {
+            const f = Object.assign(document.createElement('form'), { method: 'POST', action: `${u}/auth/logout` });
+            document.body.append(f);
+            f.submit();
+          }, authd.url);
+        } else {
+          await evil.evaluate((u) => fetch(`${u}/auth/logout`, { method: 'POST', mode: 'no-cors', credentials: 'include' }), authd.url);
+        }
+        const res = await Promise.race([answer, sleep(3000)]);
+        await sleep(200);
+        await screenshot(evil, `foreign-origin-forged-logout-${site}-${how.replace(/\W+/g, '-')}`);
+        const line = `${site} ${how}: authd answered ${res ? res.status() : '?'}, cookie ${(await refreshCookie(context)) ? 'kept' : 'GONE'}`;
+        t.diagnostic(line);
+        if (!(await refreshCookie(context))) lost.push(line);
+        await evil.close();
+      }
+    }
+    assert.equal((await getMe(authd, accessToken)).status, 200, 'the server session was not ended');
+    assert.deepEqual(lost, [], 'no forged logout dropped the refresh cookie');
+  });
 
 test('a stolen refresh token used outside the browser revokes the session at the next browser refresh', async (t) => {
   const grace = 2;
