@@ -541,7 +541,8 @@ async fn fifty_concurrent_writers_never_get_a_5xx() {
             .iter()
             .chain(&registrations)
             .all(|s| !s.is_server_error()),
-        "{refreshes:?} {registrations:?}"
+        "{refreshes:?} {registrations:?}\n{}",
+        server.log_text()
     );
     assert!(refreshes.iter().all(|s| *s == StatusCode::OK) && refreshes.len() == 25 * 20);
     assert!(
