@@ -455,11 +455,11 @@ impl AuthApi {
             state.metrics.login("rate_limited");
             return Err(err.into());
         }
-        let user = match normalize_email(&email) {
+        let found = match normalize_email(&email) {
             Some(email) => state.store.user_by_email(&email).await?,
             None => None,
         };
-        let user = user.filter(|u| !u.disabled);
+        let user = found.clone().filter(|u| !u.disabled);
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = state
             .hasher
@@ -471,22 +471,17 @@ impl AuthApi {
             })?;
         let now = state.clock.now();
         let Some(user) = user.filter(|_| ok) else {
-            if let Some(u) = state
-                .store
-                .user_by_email(&email.trim().to_lowercase())
-                .await?
-            {
-                state
-                    .store
-                    .record_event(
-                        &u.id,
-                        crate::store::EventKind::LoginFailed,
-                        now,
-                        None,
-                        &meta,
-                    )
-                    .await?;
+            if let Some(u) = found {
                 tracing::warn!(user_id = %u.id, ip = meta.ip.as_deref().unwrap_or("-"), "login failed");
+                // Recorded after answering, so that a known account's failure costs the client
+                // no more time than an unknown one's (no timing oracle).
+                let store = state.store.clone();
+                tokio::spawn(async move {
+                    let kind = crate::store::EventKind::LoginFailed;
+                    if let Err(e) = store.record_event(&u.id, kind, now, None, &meta).await {
+                        tracing::warn!(error = %e, "could not record login_failed");
+                    }
+                });
             }
             let _ = state.limits.login_account_ip.take(&account_ip);
             let _ = state.limits.login_account.take(&account);

@@ -22,6 +22,7 @@ pub fn document() -> Value {
     let mut doc: Value = serde_yaml::from_str(&raw).expect("poem-openapi emits valid JSON");
     for op in operations(&mut doc) {
         public_operations_say_so(op);
+        logout_always_expires_the_cookie(op);
         for (_, resp) in op
             .get_mut("responses")
             .and_then(Value::as_mapping_mut)
@@ -115,6 +116,39 @@ fn operations(doc: &mut Value) -> impl Iterator<Item = &mut Mapping> {
 fn public_operations_say_so(op: &mut Mapping) {
     if !op.contains_key("security") {
         op.insert("security".into(), Value::Sequence(Vec::new()));
+    }
+}
+
+/// Logout's errors expire the refresh cookie too (the request guard adds the header): document
+/// its `Set-Cookie` on every logout response, not only on the 204.
+fn logout_always_expires_the_cookie(op: &mut Mapping) {
+    if op.get("operationId").and_then(Value::as_str) != Some("logout") {
+        return;
+    }
+    let Some(responses) = op.get_mut("responses").and_then(Value::as_mapping_mut) else {
+        return;
+    };
+    let Some(cookie) = responses
+        .get("204")
+        .and_then(|r| r.get("headers"))
+        .and_then(|h| h.get("SET-COOKIE").or_else(|| h.get("Set-Cookie")))
+        .cloned()
+    else {
+        return;
+    };
+    for (status, resp) in responses.iter_mut() {
+        let Some(resp) = resp.as_mapping_mut() else {
+            continue;
+        };
+        if status.as_str() == Some("204") {
+            continue;
+        }
+        let headers = resp
+            .entry("headers".into())
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if let Some(headers) = headers.as_mapping_mut() {
+            headers.insert("Set-Cookie".into(), cookie.clone());
+        }
     }
 }
 
@@ -290,10 +324,12 @@ mod tests {
                 "{path}"
             );
         }
-        assert!(
-            doc["paths"]["/auth/logout"]["post"]["responses"]["204"]["headers"]["Set-Cookie"]
-                .is_object()
-        );
+        for (status, resp) in doc["paths"]["/auth/logout"]["post"]["responses"]
+            .as_object()
+            .unwrap()
+        {
+            assert!(resp["headers"]["Set-Cookie"].is_object(), "logout {status}");
+        }
         let unauthorized = &doc["paths"]["/me"]["get"]["responses"]["401"];
         assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
         assert_eq!(

@@ -271,6 +271,29 @@ async fn events_list_the_callers_history_newest_first() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // login_failed is recorded just after the answer (so it costs no time the client can see).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app
+        .state()
+        .store
+        .recent_events(
+            &app.state()
+                .store
+                .user_by_email(&mail)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            10,
+        )
+        .await
+        .unwrap()
+        .is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app.clock.advance(1);
     let a = app.login_body(&mail, "correct horse battery").await;
     let r = app
         .client
