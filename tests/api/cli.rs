@@ -1,5 +1,4 @@
 //! The binary: `authd openapi`, `migrate`, `keys rotate`, and configuration validation.
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -9,16 +8,7 @@ use sea_orm::ConnectionTrait;
 
 use crate::helpers::*;
 
-fn authd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AUTHD_") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
+use crate::process::authd_command as authd;
 
 #[test]
 fn the_committed_openapi_yaml_matches_the_code() {

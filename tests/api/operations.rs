@@ -8,13 +8,10 @@ use serde_json::json;
 
 use crate::helpers::*;
 
+/// The binary without the test's own logging settings (each test sets what it reads).
 fn authd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AUTHD_") || k == "DATABASE_URL" || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = crate::process::authd_command();
+    cmd.env_remove("RUST_LOG");
     cmd
 }
 
