@@ -171,7 +171,17 @@ validate_spec() {
 }
 
 lint_spec() {
-  (cd "$SDK" && npx --no-install redocly lint ../../openapi.yaml --format=stylish)
+  # Recommended rules (tests/sdk/redocly.yaml); errors fail the command, and warnings fail here.
+  local out
+  out="$(cd "$SDK" && npx --no-install redocly lint ../../openapi.yaml --format=stylish 2>&1)" || {
+    echo "$out"
+    return 1
+  }
+  echo "$out" | grep -v '[║╔╚]' || true
+  if echo "$out" | grep -Eq '^\s+[0-9]+:[0-9]+\s+warning'; then
+    echo "sdk: redocly lint reported warnings"
+    return 1
+  fi
 }
 
 typescript_sdk() {
