@@ -419,7 +419,7 @@ async fn raw_rotate(
         })
         .await?;
     let res = txn
-        .execute(Statement::from_sql_and_values(
+        .execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Sqlite,
             "UPDATE scratch SET used_at = ?, successor = ? WHERE hash = ? AND used_at IS NULL",
             [1i64.into(), next.to_vec().into(), head.to_vec().into()],
@@ -428,7 +428,7 @@ async fn raw_rotate(
     if res.rows_affected() != 1 {
         return Err("raw rotation lost".into());
     }
-    txn.execute(Statement::from_sql_and_values(
+    txn.execute_raw(Statement::from_sql_and_values(
         DatabaseBackend::Sqlite,
         "INSERT INTO scratch (hash, chain) VALUES (?, ?)",
         [next.to_vec().into(), chain.into()],

@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# Reproduces the figures of benches/PERFORMANCE.md (issue 6). Every server it starts listens on
+# 127.0.0.1 only, runs with AUTHD_RATE_LIMITS=off, and is killed before the next one starts.
+#
+#   benches/perf.sh build                   # release server + loadgen, copied to /tmp
+#   benches/perf.sh modes sqlite|postgres   # every mode, 3 runs each, fresh server + database per run
+#   benches/perf.sh mixed sqlite|postgres   # login storm (c=64) while verify and refresh-chain run
+#   benches/perf.sh scale sqlite|postgres   # 1,000,000 seeded sessions: start-up time, refresh-chain
+#   benches/perf.sh soak  sqlite|postgres   # 10 min refresh-chain with short lifetimes, sampled every 30 s
+#   benches/perf.sh micro                   # cargo bench --bench hot_paths
+#   benches/perf.sh summary FILE...         # medians of the JSON lines
+#
+# Results are JSON lines appended to $OUT (default benches/results/<backend>-<what>.jsonl).
+# Environment: PORT (18080), PG (postgres://postgres@127.0.0.1:5432), DURATION (15), RUNS (3),
+# SOAK_SECS (600), SEED_SESSIONS (1000000), AUTHD_BIN / LOADGEN_BIN (the /tmp copies).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=${PORT:-18080}
+URL="http://127.0.0.1:$PORT"
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+DURATION=${DURATION:-15}
+RUNS=${RUNS:-3}
+BIN=${AUTHD_BIN:-/tmp/authd-perf/authd}
+LG=${LOADGEN_BIN:-/tmp/authd-perf/loadgen}
+WORK=${WORK:-/tmp/authd-perf/work}
+mkdir -p "$WORK" benches/results
+SERVER_PID=
+DB_URL=
+DB_FILE=
+PG_DB=
+
+log() { printf '[perf %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# What else is running (the machine is shared): load average and the busiest processes.
+context() {
+    local what=$1
+    python3 - "$what" <<'EOF'
+import json, os, subprocess, sys
+load = open('/proc/loadavg').read().split()[:3]
+ps = subprocess.run(['ps', '-eo', 'pcpu,comm', '--sort=-pcpu', '--no-headers'],
+                    capture_output=True, text=True).stdout.splitlines()[:6]
+print(json.dumps({"mode": "context", "what": sys.argv[1], "loadavg": load,
+                  "top": [" ".join(l.split()) for l in ps]}))
+EOF
+}
+
+fresh_db() {
+    local backend=$1 tag=$2
+    case $backend in
+    sqlite)
+        DB_FILE="$WORK/$tag.db"
+        rm -f "$DB_FILE" "$DB_FILE-wal" "$DB_FILE-shm"
+        DB_URL="sqlite://$DB_FILE?mode=rwc"
+        ;;
+    postgres)
+        PG_DB="authd_perf_${tag//-/_}"
+        psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $PG_DB" -c "CREATE DATABASE $PG_DB"
+        DB_URL="$PG/$PG_DB"
+        ;;
+    *)
+        echo "backend must be sqlite or postgres" >&2
+        exit 2
+        ;;
+    esac
+}
+
+drop_db() {
+    if [[ -n $PG_DB ]]; then
+        psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $PG_DB" || true
+        PG_DB=
+    fi
+    if [[ -n $DB_FILE ]]; then
+        rm -f "$DB_FILE" "$DB_FILE-wal" "$DB_FILE-shm"
+        DB_FILE=
+    fi
+}
+
+# start_server [VAR=value...]: starts $BIN on $DB_URL, waits for /readyz.
+start_server() {
+    env DATABASE_URL="$DB_URL" AUTHD_LISTEN="127.0.0.1:$PORT" AUTHD_RATE_LIMITS=off \
+        RUST_LOG=warn "$@" "$BIN" serve >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        if curl -fsS -o /dev/null "$URL/readyz" 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            cat "$WORK/server.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "server did not become ready" >&2
+    return 1
+}
+
+stop_server() {
+    if [[ -n $SERVER_PID ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+trap 'stop_server; drop_db' EXIT
+
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+lg() { "$LG" --url "$URL" "$@"; }
+
+cmd_build() {
+    cargo build --release
+    cargo build --release --example loadgen
+    mkdir -p "$(dirname "$BIN")"
+    cp target/release/authd "$BIN"
+    cp target/release/examples/loadgen "$LG"
+    git log --oneline -1 >"$(dirname "$BIN")/commit"
+    log "built $(cat "$(dirname "$BIN")/commit")"
+}
+
+# Every mode, RUNS runs each, interleaved (run 1 of every mode, then run 2, ...), each on a fresh
+# server and database: idle RSS 3 s after readiness, then the mode with --pid.
+cmd_modes() {
+    local backend=$1 out=${OUT:-benches/results/$1-modes.jsonl}
+    local -A conc=([baseline]=64 [verify]=64 [refresh-chain]=32 [login]=64 [logout]=32)
+    for run in $(seq 1 "$RUNS"); do
+        for mode in baseline verify refresh-chain login logout; do
+            fresh_db "$backend" "modes-$mode"
+            start_server
+            sleep 3
+            printf '{"mode":"idle","label":"%s","run":%d,"before":"%s","rss_mb":%s}\n' \
+                "$backend" "$run" "$mode" "$(rss_mb "$SERVER_PID")" >>"$out"
+            context "$backend $mode run $run" >>"$out"
+            log "$backend $mode c=${conc[$mode]} run $run"
+            lg --mode "$mode" --concurrency "${conc[$mode]}" --duration "$DURATION" \
+                --pid "$SERVER_PID" --label "$backend" | tee -a "$out"
+            stop_server
+            drop_db
+        done
+    done
+}
+
+# A login storm at c=64 while verify (c=$MIX_C) and refresh-chain (c=$MIX_C) run; first the same
+# verify/refresh-chain load without the storm, for comparison.
+cmd_mixed() {
+    local backend=$1 out=${OUT:-benches/results/$1-mixed.jsonl} c=${MIX_C:-8}
+    for run in $(seq 1 "$RUNS"); do
+        fresh_db "$backend" mixed
+        start_server
+        # Register the storm's users first (not timed).
+        lg --mode login --concurrency 64 --duration 1 --warmup 0 --user-prefix storm >/dev/null
+        context "$backend mixed run $run" >>"$out"
+        log "$backend mixed run $run: quiet"
+        lg --mode verify --concurrency "$c" --duration "$DURATION" --user-prefix mixv \
+            --label "$backend quiet" --pid "$SERVER_PID" | tee -a "$out" &
+        local v=$!
+        lg --mode refresh-chain --concurrency "$c" --duration "$DURATION" --user-prefix mixr \
+            --label "$backend quiet" | tee -a "$out" &
+        local r=$!
+        wait $v $r
+        log "$backend mixed run $run: storm"
+        lg --mode login --concurrency 64 --duration $((DURATION + 15)) --user-prefix storm \
+            --label "$backend storm" --pid "$SERVER_PID" | tee -a "$out" &
+        local s=$!
+        sleep 4
+        lg --mode verify --concurrency "$c" --duration "$DURATION" --user-prefix mixv \
+            --label "$backend during storm" | tee -a "$out" &
+        v=$!
+        lg --mode refresh-chain --concurrency "$c" --duration "$DURATION" --user-prefix mixr \
+            --label "$backend during storm" | tee -a "$out" &
+        r=$!
+        wait $v $r $s
+        stop_server
+        drop_db
+    done
+}
+
+# 1,000,000 sessions seeded, then start-up time (exec to /healthz 200) and refresh-chain c=32;
+# the same start-up measurement on an empty (migrated) database for comparison.
+cmd_scale() {
+    local backend=$1 out=${OUT:-benches/results/$1-scale.jsonl}
+    local n=${SEED_SESSIONS:-1000000}
+    fresh_db "$backend" scale-empty
+    start_server
+    stop_server
+    for run in $(seq 1 "$RUNS"); do
+        DATABASE_URL="$DB_URL" AUTHD_LISTEN="127.0.0.1:$PORT" AUTHD_RATE_LIMITS=off \
+            "$LG" --url "$URL" --mode startup --exec "$BIN" --label "$backend empty" | tee -a "$out"
+    done
+    drop_db
+    fresh_db "$backend" scale
+    context "$backend seed" >>"$out"
+    log "$backend seeding $n sessions"
+    "$LG" --mode seed --database-url "$DB_URL" --sessions "$n" | tee -a "$out"
+    if [[ -n $DB_FILE ]]; then
+        printf '{"mode":"db_size","label":"%s seeded","bytes":%d}\n' "$backend" \
+            "$(($(stat -c %s "$DB_FILE") + $(stat -c %s "$DB_FILE-wal" 2>/dev/null || echo 0)))" | tee -a "$out"
+    fi
+    for run in $(seq 1 "$RUNS"); do
+        DATABASE_URL="$DB_URL" AUTHD_LISTEN="127.0.0.1:$PORT" AUTHD_RATE_LIMITS=off \
+            "$LG" --url "$URL" --mode startup --exec "$BIN" --label "$backend 1M sessions" | tee -a "$out"
+    done
+    for run in $(seq 1 "$RUNS"); do
+        start_server
+        sleep 3
+        printf '{"mode":"idle","label":"%s 1M sessions","run":%d,"rss_mb":%s}\n' \
+            "$backend" "$run" "$(rss_mb "$SERVER_PID")" >>"$out"
+        context "$backend scale refresh run $run" >>"$out"
+        lg --mode refresh-chain --concurrency 32 --duration "$DURATION" --pid "$SERVER_PID" \
+            --label "$backend 1M sessions" | tee -a "$out"
+        stop_server
+    done
+    drop_db
+}
+
+# SOAK_SECS of refresh-chain (c=32) with short lifetimes; every 30 s: RSS, database size and
+# row counts. Chains are abandoned (a new login) after 100 s so that no session hits its 120 s
+# absolute limit mid-chain; abandoned sessions idle out after 60 s and are pruned.
+cmd_soak() {
+    local backend=$1 out=${OUT:-benches/results/$1-soak.jsonl} secs=${SOAK_SECS:-600}
+    fresh_db "$backend" soak
+    start_server AUTHD_REFRESH_IDLE_SECS=60 AUTHD_SESSION_MAX_SECS=120 AUTHD_ACCESS_TTL_SECS=30 \
+        AUTHD_PRUNE_INTERVAL_SECS=10
+    context "$backend soak" >>"$out"
+    log "$backend soak for $secs s"
+    lg --mode refresh-chain --concurrency 32 --duration "$secs" --warmup 0 --chain-max-secs 100 \
+        --pid "$SERVER_PID" --label "$backend soak" >"$WORK/soak.json" &
+    local l=$!
+    local t0=$SECONDS
+    while kill -0 "$l" 2>/dev/null; do
+        sample_db "$backend" $((SECONDS - t0)) | tee -a "$out"
+        for _ in $(seq 1 30); do
+            kill -0 "$l" 2>/dev/null || break
+            sleep 1
+        done
+    done
+    wait "$l"
+    sample_db "$backend" $((SECONDS - t0)) | tee -a "$out"
+    tee -a "$out" <"$WORK/soak.json"
+    stop_server
+    drop_db
+}
+
+sample_db() {
+    local backend=$1 t=$2
+    local rss
+    rss=$(rss_mb "$SERVER_PID")
+    if [[ $backend == sqlite ]]; then
+        python3 - "$DB_FILE" "$t" "$rss" <<'EOF'
+import json, os, sqlite3, sys
+path, t, rss = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+size = lambda p: os.path.getsize(p) if os.path.exists(p) else 0
+db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+count = lambda table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+print(json.dumps({"mode": "soak_sample", "t_s": t, "rss_mb": rss,
+                  "db_bytes": size(path), "wal_bytes": size(path + "-wal"),
+                  "sessions": count("sessions"), "refresh_tokens": count("refresh_tokens"),
+                  "revoked_sessions": count("revoked_sessions"),
+                  "security_events": count("security_events")}))
+EOF
+    else
+        local row
+        row=$(psql -Atq -F' ' "$DB_URL" -c "SELECT pg_database_size(current_database()),
+            (SELECT count(*) FROM sessions), (SELECT count(*) FROM refresh_tokens),
+            (SELECT count(*) FROM revoked_sessions), (SELECT count(*) FROM security_events)")
+        read -r bytes s r v e <<<"$row"
+        printf '{"mode":"soak_sample","t_s":%d,"rss_mb":%s,"db_bytes":%d,"sessions":%d,"refresh_tokens":%d,"revoked_sessions":%d,"security_events":%d}\n' \
+            "$t" "$rss" "$bytes" "$s" "$r" "$v" "$e"
+    fi
+}
+
+cmd_micro() {
+    local out=${OUT:-benches/results/micro.txt}
+    context "micro" >>"$out"
+    cargo bench --bench hot_paths 2>/dev/null | tee -a "$out"
+}
+
+cmd_summary() {
+    python3 - "$@" <<'EOF'
+import json, statistics, sys
+from collections import defaultdict
+rows = defaultdict(list)
+for path in sys.argv[1:]:
+    for line in open(path):
+        line = line.strip()
+        if not line.startswith('{'):
+            continue
+        r = json.loads(line)
+        if r.get("mode") in ("context", "soak_sample"):
+            continue
+        key = (r.get("label", ""), r["mode"], r.get("concurrency", ""))
+        rows[key].append(r)
+fields = ["rps", "p50_ms", "p99_ms", "errors", "rss_start_mb", "rss_end_mb", "rss_mb",
+          "healthz_ms", "readyz_ms", "seconds"]
+for key, rs in rows.items():
+    med = {}
+    for f in fields:
+        vals = [r[f] for r in rs if r.get(f) is not None]
+        if vals:
+            med[f] = statistics.median(vals)
+    print(f"{key[0]:<28} {key[1]:<14} c={key[2]!s:<4} n={len(rs)} "
+          + " ".join(f"{k}={v:g}" for k, v in med.items()))
+EOF
+}
+
+what=${1:-}
+shift || true
+case $what in
+build) cmd_build ;;
+modes) cmd_modes "$@" ;;
+mixed) cmd_mixed "$@" ;;
+scale) cmd_scale "$@" ;;
+soak) cmd_soak "$@" ;;
+micro) cmd_micro ;;
+summary) cmd_summary "$@" ;;
+*)
+    sed -n '2,17p' "$0"
+    exit 2
+    ;;
+esac
