@@ -113,6 +113,12 @@ export async function setup(t, { name, env = {}, thirdParty = false } = {}) {
     ],
   });
   cleanups.push(() => context.close());
+  // Whatever the outcome, a picture of every tab as the test left it.
+  cleanups.push(async () => {
+    for (const [i, page] of context.pages().entries()) {
+      if (page.url() !== 'about:blank') await screenshot(page, `${name}.end-tab${i + 1}`).catch(() => {});
+    }
+  });
   const logs = [];
   context.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   context.on('weberror', (e) => logs.push(`[pageerror] ${e.error()}`));

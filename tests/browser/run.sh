@@ -33,6 +33,7 @@ if [[ -z "${AUTHD_BIN:-}" && ! -x "$root/target/release/authd" ]]; then
   (cd "$root" && cargo build --release)
 fi
 
+rm -rf "$root/target/browser-artifacts"
 mkdir -p "$root/target/browser-artifacts"
 echo "browser: running the tests (artifacts in target/browser-artifacts/)"
 node --test --test-concurrency=1 --test-reporter=spec "$here"/*.test.mjs
