@@ -107,7 +107,13 @@ pub async fn guard<E: Endpoint>(
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
     }
-    if path == "/auth/logout" && !headers.contains_key(header::SET_COOKIE) {
+    // Every logout answer expires the cookie, except a 403 csrf_rejected: that request came
+    // from a foreign page, and obeying it would let any site log the browser out (a forged
+    // form POST's Set-Cookie is applied by the browser even though the logout was refused).
+    if path == "/auth/logout"
+        && status != StatusCode::FORBIDDEN.as_u16()
+        && !headers.contains_key(header::SET_COOKIE)
+    {
         if let Ok(v) = HeaderValue::from_str(&state.cookies.expire()) {
             headers.append(header::SET_COOKIE, v);
         }

@@ -20,6 +20,7 @@ pub fn document() -> Value {
     let raw = super::service().spec();
     // JSON is YAML: parsing it into serde_yaml's ordered mapping keeps the key order.
     let mut doc: Value = serde_yaml::from_str(&raw).expect("poem-openapi emits valid JSON");
+    jwk_example(&mut doc);
     for op in operations(&mut doc) {
         public_operations_say_so(op);
         logout_always_expires_the_cookie(op);
@@ -112,6 +113,29 @@ fn operations(doc: &mut Value) -> impl Iterator<Item = &mut Mapping> {
         .filter_map(|(_, op)| op.as_mapping_mut())
 }
 
+/// `Jwk` lives with the keys (`tokens::keys`), which give it no example: lend it the first key
+/// of the `Jwks` example.
+fn jwk_example(doc: &mut Value) {
+    let Some(schemas) = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(Value::as_mapping_mut)
+    else {
+        return;
+    };
+    let key = schemas
+        .get("Jwks")
+        .and_then(|s| s.get("example"))
+        .and_then(|e| e.get("keys"))
+        .and_then(|k| k.get(0))
+        .cloned();
+    if let (Some(key), Some(jwk)) = (key, schemas.get_mut("Jwk").and_then(Value::as_mapping_mut)) {
+        if !jwk.contains_key("example") {
+            jwk.insert("example".into(), key);
+        }
+    }
+}
+
 /// An operation without security requirements is public: say `security: []`.
 fn public_operations_say_so(op: &mut Mapping) {
     if !op.contains_key("security") {
@@ -120,7 +144,8 @@ fn public_operations_say_so(op: &mut Mapping) {
 }
 
 /// Logout's errors expire the refresh cookie too (the request guard adds the header): document
-/// its `Set-Cookie` on every logout response, not only on the 204.
+/// its `Set-Cookie` on every logout response, not only on the 204, except the 403
+/// `csrf_rejected` (a foreign page must not be able to drop the browser's cookie).
 fn logout_always_expires_the_cookie(op: &mut Mapping) {
     if op.get("operationId").and_then(Value::as_str) != Some("logout") {
         return;
@@ -140,7 +165,7 @@ fn logout_always_expires_the_cookie(op: &mut Mapping) {
         let Some(resp) = resp.as_mapping_mut() else {
             continue;
         };
-        if status.as_str() == Some("204") {
+        if matches!(status.as_str(), Some("204" | "403")) {
             continue;
         }
         let headers = resp
@@ -296,6 +321,22 @@ mod tests {
     }
 
     #[test]
+    fn every_object_schema_has_a_description_and_an_example() {
+        let doc = doc();
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            assert!(
+                schema["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{name}"
+            );
+            if schema["type"] == "object" {
+                assert!(schema["example"].is_object(), "{name}: example");
+            }
+        }
+    }
+
+    #[test]
     fn public_operations_need_no_credentials() {
         let doc = doc();
         for (path, method) in [
@@ -328,7 +369,8 @@ mod tests {
             .as_object()
             .unwrap()
         {
-            assert!(resp["headers"]["Set-Cookie"].is_object(), "logout {status}");
+            let documented = resp["headers"]["Set-Cookie"].is_object();
+            assert_eq!(documented, status != "403", "logout {status}");
         }
         let unauthorized = &doc["paths"]["/me"]["get"]["responses"]["401"];
         assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());

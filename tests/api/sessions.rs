@@ -133,6 +133,19 @@ async fn every_logout_answer_expires_the_cookie_even_an_error() {
         .unwrap();
     assert!(expires_cookie(&r));
     assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // A logout refused as cross-site does not expire the cookie: a foreign page must not be able
+    // to log the browser out.
+    let r = app
+        .client
+        .post(app.url("/auth/logout"))
+        .header("cookie", "__Host-refresh_token=abc")
+        .header("origin", "https://evil.example")
+        .header("x-requested-with", "x")
+        .send()
+        .await
+        .unwrap();
+    assert!(!expires_cookie(&r));
+    assert_error(r, StatusCode::FORBIDDEN, "csrf_rejected").await;
 }
 
 #[tokio::test]
