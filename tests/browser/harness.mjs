@@ -31,6 +31,10 @@ function freePort() {
   });
 }
 
+// authd processes still running: killed if this test process ends without its teardown.
+const children = new Set();
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
 /** Starts authd on a free port with a fresh SQLite database; resolves once /readyz is 200. */
 export async function startAuthd({ name, allowedOrigins, env = {} }) {
   if (!existsSync(authdBin)) throw new Error(`${authdBin} is missing: run cargo build --release`);
@@ -53,8 +57,9 @@ export async function startAuthd({ name, allowedOrigins, env = {} }) {
       stdio: ['ignore', log, log],
     });
     closeSync(log);
+    children.add(child);
     let exited = null;
-    child.once('exit', (code, signal) => { exited = { code, signal }; });
+    child.once('exit', (code, signal) => { exited = { code, signal }; children.delete(child); });
     const deadline = Date.now() + 30_000;
     while (!exited && Date.now() < deadline) {
       try {
