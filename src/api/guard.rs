@@ -33,6 +33,9 @@ pub async fn guard<E: Endpoint>(
     let method = req.method().clone();
     let started = Instant::now();
     let request_id = request_id(&req);
+    // A logout from a foreign page (by Origin or Sec-Fetch-Site) must not drop the browser's
+    // cookie, whatever its outcome: see below.
+    let foreign = state.origins.check_origin(&req).is_err();
 
     let mut operation = None;
     let mut resp = if req.method() == Method::OPTIONS && origin.is_some() {
@@ -107,10 +110,12 @@ pub async fn guard<E: Endpoint>(
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
     }
-    // Every logout answer expires the cookie, except a 403 csrf_rejected: that request came
-    // from a foreign page, and obeying it would let any site log the browser out (a forged
-    // form POST's Set-Cookie is applied by the browser even though the logout was refused).
+    // Every logout answer expires the cookie, except the answers to requests from a foreign
+    // page (a 403 csrf_rejected, or a 401/415 to a cross-site form POST that carried no cookie):
+    // browsers apply a Set-Cookie even on those, so obeying would let any site log the browser
+    // out.
     if path == "/auth/logout"
+        && !foreign
         && status != StatusCode::FORBIDDEN.as_u16()
         && !headers.contains_key(header::SET_COOKIE)
     {

@@ -145,7 +145,8 @@ fn public_operations_say_so(op: &mut Mapping) {
 
 /// Logout's errors expire the refresh cookie too (the request guard adds the header): document
 /// its `Set-Cookie` on every logout response, not only on the 204, except the 403
-/// `csrf_rejected` (a foreign page must not be able to drop the browser's cookie).
+/// `csrf_rejected` (a foreign page must not be able to drop the browser's cookie; the other
+/// answers to a foreign page's request omit it too, which a spec cannot express per origin).
 fn logout_always_expires_the_cookie(op: &mut Mapping) {
     if op.get("operationId").and_then(Value::as_str) != Some("logout") {
         return;

@@ -501,6 +501,13 @@ async fn end_sessions_in<C: ConnectionTrait>(
     horizon: i64,
     meta: &ClientMeta,
 ) -> Result<Vec<EndedSession>, StoreError> {
+    // No stored id holds a NUL (Postgres text cannot), and Postgres rejects one in a parameter
+    // with an error: such an id names no session, on either backend.
+    if let SessionScope::One(id) = scope
+        && id.contains('\0')
+    {
+        return Ok(Vec::new());
+    }
     let mut query = sessions::Entity::find().filter(sessions::Column::UserId.eq(user_id));
     query = match scope {
         SessionScope::One(id) => query.filter(sessions::Column::Id.eq(id.clone())),

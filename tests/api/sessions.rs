@@ -146,6 +146,19 @@ async fn every_logout_answer_expires_the_cookie_even_an_error() {
         .unwrap();
     assert!(!expires_cookie(&r));
     assert_error(r, StatusCode::FORBIDDEN, "csrf_rejected").await;
+    // Nor does a cross-site form POST that carried no cookie at all (SameSite=Strict).
+    let r = app
+        .client
+        .post(app.url("/auth/logout"))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=b")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    assert!(!expires_cookie(&r));
 }
 
 #[tokio::test]
