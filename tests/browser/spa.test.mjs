@@ -306,14 +306,13 @@ test('a page on an origin authd does not allow can neither refresh nor log out',
   await screenshot(app, 'foreign-origin-app');
 });
 
-// Known issue, reported to the lead: authd refuses a forged logout (403 csrf_rejected same-site,
-// 401 cross-site) but its answer still carries the Set-Cookie that expires the refresh cookie
-// (API.md: "Logout, in any outcome, ... expires every cookie"), and Chromium applies it: a plain
-// HTML form on any site, or a no-cors fetch from a same-site origin, drops the browser's refresh
-// cookie. The server session is not ended, but this browser has lost it. Runs as a todo until
-// the contract and the server change; it passes once a refused logout stops expiring the cookie.
+// A forged logout (a plain HTML form on any site, or a no-cors fetch from a same-site origin) is
+// refused, and its answer must not carry the Set-Cookie that expires the refresh cookie either:
+// Chromium applies a Set-Cookie even on such answers, so before authd stopped sending it to
+// foreign pages (a deliberate exception to API.md's "in any outcome"), any site could drop the
+// browser's session.
 test('a forged logout (form POST, no-cors fetch) from a foreign origin leaves the refresh cookie alone',
-  { todo: 'authd expires the cookie on refused logouts too (reported)' }, async (t) => {
+  async (t) => {
     const { authd, context, demoUrl, third } = await setup(t, { name: 'foreign-origin-forged-logout', thirdParty: true });
     const user = newUser();
     await register(authd, user);
