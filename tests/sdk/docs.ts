@@ -18,7 +18,7 @@ if (!baseArg) {
 const baseUrl: string = baseArg;
 const outDir = process.argv[3] ?? ".";
 const COOKIE = "__Host-refresh_token";
-const TIMEOUT = 15_000;
+const TIMEOUT = 30_000;
 
 let steps = 0;
 function check(cond: boolean, what: string): asserts cond {
