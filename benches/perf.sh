@@ -32,17 +32,23 @@ PG_DB=
 
 log() { printf '[perf %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-# What else is running (the machine is shared): load average and the busiest processes.
+# What else is running (the machine is shared): load average, CPU busy % and the busiest
+# processes over one second.
 context() {
     local what=$1
-    python3 - "$what" <<'EOF'
-import json, os, subprocess, sys
-load = open('/proc/loadavg').read().split()[:3]
-ps = subprocess.run(['ps', '-eo', 'pcpu,comm', '--sort=-pcpu', '--no-headers'],
-                    capture_output=True, text=True).stdout.splitlines()[:6]
+    top -b -n 2 -d 1 -o %CPU -w 200 | python3 -c '
+import json, sys
+frames = sys.stdin.read().split("top - ")
+last = frames[-1].splitlines()
+load = last[0].split("load average:")[1].strip().split(", ")
+cpu = next(l for l in last if l.startswith("%Cpu"))
+idle = float(cpu.split(",")[3].split()[0])
+i = next(k for k, l in enumerate(last) if l.strip().startswith("PID"))
+procs = [l.split() for l in last[i + 1:] if l.strip()]
+top = [f"{p[8]}% {p[11]}" for p in procs[:6] if float(p[8]) > 0]
 print(json.dumps({"mode": "context", "what": sys.argv[1], "loadavg": load,
-                  "top": [" ".join(l.split()) for l in ps]}))
-EOF
+                  "cpu_busy_pct": round(100 - idle, 1), "top": top}))
+' "$what"
 }
 
 fresh_db() {
@@ -175,20 +181,13 @@ cmd_mixed() {
     done
 }
 
-# 1,000,000 sessions seeded, then start-up time (exec to /healthz 200) and refresh-chain c=32;
-# the same start-up measurement on an empty (migrated) database for comparison.
+# 1,000,000 sessions seeded, then start-up time (exec to /healthz 200) and refresh-chain c=32,
+# each against the same on an empty database, run alternately so that both see the same machine.
 cmd_scale() {
     local backend=$1 out=${OUT:-benches/results/$1-scale.jsonl}
     local n=${SEED_SESSIONS:-1000000}
-    fresh_db "$backend" scale-empty
-    start_server
-    stop_server
-    for run in $(seq 1 "$RUNS"); do
-        DATABASE_URL="$DB_URL" AUTHD_LISTEN="127.0.0.1:$PORT" AUTHD_RATE_LIMITS=off \
-            "$LG" --url "$URL" --mode startup --exec "$BIN" --label "$backend empty" | tee -a "$out"
-    done
-    drop_db
     fresh_db "$backend" scale
+    local seeded_url=$DB_URL seeded_file=$DB_FILE seeded_pg=$PG_DB
     context "$backend seed" >>"$out"
     log "$backend seeding $n sessions"
     "$LG" --mode seed --database-url "$DB_URL" --sessions "$n" | tee -a "$out"
@@ -196,21 +195,33 @@ cmd_scale() {
         printf '{"mode":"db_size","label":"%s seeded","bytes":%d}\n' "$backend" \
             "$(($(stat -c %s "$DB_FILE") + $(stat -c %s "$DB_FILE-wal" 2>/dev/null || echo 0)))" | tee -a "$out"
     fi
+    fresh_db "$backend" scale-empty
+    local empty_url=$DB_URL empty_file=$DB_FILE empty_pg=$PG_DB
+    start_server
+    stop_server
     for run in $(seq 1 "$RUNS"); do
-        DATABASE_URL="$DB_URL" AUTHD_LISTEN="127.0.0.1:$PORT" AUTHD_RATE_LIMITS=off \
-            "$LG" --url "$URL" --mode startup --exec "$BIN" --label "$backend 1M sessions" | tee -a "$out"
+        for which in empty seeded; do
+            if [[ $which == empty ]]; then
+                DB_URL=$empty_url
+                label="$backend empty"
+            else
+                DB_URL=$seeded_url
+                label="$backend 1M sessions"
+            fi
+            DATABASE_URL="$DB_URL" AUTHD_LISTEN="127.0.0.1:$PORT" AUTHD_RATE_LIMITS=off \
+                "$LG" --url "$URL" --mode startup --exec "$BIN" --label "$label" | tee -a "$out"
+            start_server
+            sleep 3
+            printf '{"mode":"idle","label":"%s","run":%d,"rss_mb":%s}\n' \
+                "$label" "$run" "$(rss_mb "$SERVER_PID")" >>"$out"
+            context "$label refresh run $run" >>"$out"
+            lg --mode refresh-chain --concurrency 32 --duration "$DURATION" --pid "$SERVER_PID" \
+                --label "$label" | tee -a "$out"
+            stop_server
+        done
     done
-    for run in $(seq 1 "$RUNS"); do
-        start_server
-        sleep 3
-        printf '{"mode":"idle","label":"%s 1M sessions","run":%d,"rss_mb":%s}\n' \
-            "$backend" "$run" "$(rss_mb "$SERVER_PID")" >>"$out"
-        context "$backend scale refresh run $run" >>"$out"
-        lg --mode refresh-chain --concurrency 32 --duration "$DURATION" --pid "$SERVER_PID" \
-            --label "$backend 1M sessions" | tee -a "$out"
-        stop_server
-    done
-    drop_db
+    DB_FILE=$empty_file PG_DB=$empty_pg drop_db
+    DB_FILE=$seeded_file PG_DB=$seeded_pg drop_db
 }
 
 # SOAK_SECS of refresh-chain (c=32) with short lifetimes; every 30 s: RSS, database size and
