@@ -16,7 +16,10 @@ fn tame_the_allocator() {
 
 fn main() -> std::process::ExitCode {
     tame_the_allocator();
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(run()),
         Err(e) => {
             eprintln!("authd: cannot start the async runtime: {e}");
