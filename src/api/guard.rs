@@ -118,10 +118,9 @@ pub async fn guard<E: Endpoint>(
         && !foreign
         && status != StatusCode::FORBIDDEN.as_u16()
         && !headers.contains_key(header::SET_COOKIE)
+        && let Ok(v) = HeaderValue::from_str(&state.cookies.expire())
     {
-        if let Ok(v) = HeaderValue::from_str(&state.cookies.expire()) {
-            headers.append(header::SET_COOKIE, v);
-        }
+        headers.append(header::SET_COOKIE, v);
     }
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         // RFC 9110: a 405 lists the methods the path supports.

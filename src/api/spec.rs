@@ -129,10 +129,10 @@ fn jwk_example(doc: &mut Value) {
         .and_then(|e| e.get("keys"))
         .and_then(|k| k.get(0))
         .cloned();
-    if let (Some(key), Some(jwk)) = (key, schemas.get_mut("Jwk").and_then(Value::as_mapping_mut)) {
-        if !jwk.contains_key("example") {
-            jwk.insert("example".into(), key);
-        }
+    if let (Some(key), Some(jwk)) = (key, schemas.get_mut("Jwk").and_then(Value::as_mapping_mut))
+        && !jwk.contains_key("example")
+    {
+        jwk.insert("example".into(), key);
     }
 }
 

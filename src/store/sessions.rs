@@ -174,6 +174,7 @@ impl Store {
     }
 
     /// Presents a refresh token (by hash). See [`Rotation`] for the outcomes.
+    #[allow(clippy::too_many_arguments)] // each is one fact of the request; a struct would only rename them
     pub async fn rotate(
         &self,
         presented: Vec<u8>,

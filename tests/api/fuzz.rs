@@ -85,11 +85,10 @@ proptest! {
         if let Ok(v) = poem::http::HeaderValue::from_str(&origin) {
             req = req.header("origin", v);
         }
-        if let Some(site) = &site {
-            if let Ok(v) = poem::http::HeaderValue::from_str(site) {
+        if let Some(site) = &site
+            && let Ok(v) = poem::http::HeaderValue::from_str(site) {
                 req = req.header("sec-fetch-site", v);
             }
-        }
         if xrw {
             req = req.header("x-requested-with", "x");
         }

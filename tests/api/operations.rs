@@ -165,17 +165,19 @@ fn start_logged(
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("authd logs");
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+            break;
+        };
         if line.contains("authd listening") {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             let addr = v["fields"]["addr"].as_str().unwrap().to_owned();
             return (child, format!("http://{addr}"), rx);
         }
-        assert!(Instant::now() < deadline, "authd did not start");
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("authd did not start");
 }
 
 #[tokio::test]

@@ -215,7 +215,7 @@ async fn the_in_memory_revoked_set_forgets_sessions_once_their_tokens_expired() 
     assert_eq!(app.state().revoked.len(), 1);
     app.clock.advance(300 + 30 + 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.state().revoked.len() != 0 && std::time::Instant::now() < deadline {
+    while !app.state().revoked.is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(app.state().revoked.len(), 0);
