@@ -235,8 +235,18 @@ cmd_soak() {
     context "$backend soak" >>"$out"
     log "$backend soak for $secs s"
     lg --mode refresh-chain --concurrency 32 --duration "$secs" --warmup 0 --chain-max-secs 100 \
-        --pid "$SERVER_PID" --label "$backend soak" >"$WORK/soak.json" &
-    local l=$!
+        --pid "$SERVER_PID" --label "$backend soak${SOAK_VACUUM_SECS:+ vacuum ${SOAK_VACUUM_SECS}s}" \
+        >"$WORK/soak.json" &
+    local l=$! vac=
+    # This machine's Postgres runs with autovacuum=off: SOAK_VACUUM_SECS=60 stands in for it
+    # (a plain VACUUM of the database every 60 s, what autovacuum's default naptime would do).
+    if [[ $backend == postgres && -n ${SOAK_VACUUM_SECS:-} ]]; then
+        (while kill -0 "$l" 2>/dev/null; do
+            sleep "$SOAK_VACUUM_SECS"
+            psql -q "$DB_URL" -c VACUUM 2>/dev/null || true
+        done) &
+        vac=$!
+    fi
     local t0=$SECONDS
     while kill -0 "$l" 2>/dev/null; do
         sample_db "$backend" $((SECONDS - t0)) | tee -a "$out"
@@ -246,6 +256,10 @@ cmd_soak() {
         done
     done
     wait "$l"
+    if [[ -n $vac ]]; then
+        kill "$vac" 2>/dev/null || true
+        wait "$vac" 2>/dev/null || true
+    fi
     sample_db "$backend" $((SECONDS - t0)) | tee -a "$out"
     tee -a "$out" <"$WORK/soak.json"
     stop_server
@@ -270,13 +284,19 @@ print(json.dumps({"mode": "soak_sample", "t_s": t, "rss_mb": rss,
                   "security_events": count("security_events")}))
 EOF
     else
-        local row
-        row=$(psql -Atq -F' ' "$DB_URL" -c "SELECT pg_database_size(current_database()),
-            (SELECT count(*) FROM sessions), (SELECT count(*) FROM refresh_tokens),
-            (SELECT count(*) FROM revoked_sessions), (SELECT count(*) FROM security_events)")
-        read -r bytes s r v e <<<"$row"
-        printf '{"mode":"soak_sample","t_s":%d,"rss_mb":%s,"db_bytes":%d,"sessions":%d,"refresh_tokens":%d,"revoked_sessions":%d,"security_events":%d}\n' \
-            "$t" "$rss" "$bytes" "$s" "$r" "$v" "$e"
+        psql -Atq "$DB_URL" -v t="$t" -v rss="$rss" <<'EOF'
+SELECT json_build_object('mode', 'soak_sample', 't_s', :t, 'rss_mb', :rss,
+    'db_bytes', pg_database_size(current_database()),
+    'sessions', (SELECT count(*) FROM sessions),
+    'refresh_tokens', (SELECT count(*) FROM refresh_tokens),
+    'revoked_sessions', (SELECT count(*) FROM revoked_sessions),
+    'security_events', (SELECT count(*) FROM security_events),
+    'tables', (SELECT json_object_agg(relname, json_build_object(
+        'bytes', pg_total_relation_size(relid), 'live', n_live_tup, 'dead', n_dead_tup,
+        'autovacuums', autovacuum_count, 'hot_updates', n_tup_hot_upd, 'updates', n_tup_upd))
+        FROM pg_stat_user_tables
+        WHERE relname IN ('sessions', 'refresh_tokens', 'security_events', 'revoked_sessions')));
+EOF
     fi
 }
 
