@@ -235,6 +235,32 @@ fn rss_kb(pid: Option<u32>) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Clock ticks per second of `/proc` CPU times (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The machine's (busy, total) clock ticks, over every CPU.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
 /// Registers `n` users (201, or 409 when a previous run created them).
 async fn ensure_users(ctx: &Ctx, n: usize, prefix: &str) -> Result<Vec<String>, BoxError> {
     let emails: Vec<String> = (0..n)
@@ -310,17 +336,27 @@ async fn load(args: &Args) -> Result<String, BoxError> {
     let until = measure_from + Duration::from_secs_f64(args.duration);
     // Workers poll the cell after the barrier; set it before they can look.
     let _ = start_at.set((measure_from, until));
-    let rss_start = if args.warmup > 0.0 {
+    if args.warmup > 0.0 {
         tokio::time::sleep_until(measure_from.into()).await;
-        rss_kb(args.pid)
-    } else {
-        rss_kb(args.pid)
-    };
+    }
+    let rss_start = rss_kb(args.pid);
+    let cpu_start = (
+        cpu_ticks(args.pid),
+        cpu_ticks(Some(std::process::id())),
+        machine_ticks(),
+    );
+    let cpu_t0 = Instant::now();
     let mut stats = Vec::with_capacity(c);
     for h in handles {
         stats.push(h.await??);
     }
     let rss_end = rss_kb(args.pid);
+    let cpu_end = (
+        cpu_ticks(args.pid),
+        cpu_ticks(Some(std::process::id())),
+        machine_ticks(),
+    );
+    let cpu_secs = cpu_t0.elapsed().as_secs_f64();
 
     let mut lat: Vec<u32> = Vec::new();
     let mut errors = 0;
@@ -368,6 +404,23 @@ async fn load(args: &Args) -> Result<String, BoxError> {
     }
     if args.mode == Mode::Logout || aux > 0 {
         o.insert("logins".into(), json!(aux));
+    }
+    // Who used the CPU in the window: the server, this tool, the whole machine.
+    let cores = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(round((b - a) as f64 / USER_HZ / cpu_secs, 2)),
+        _ => None,
+    };
+    if let Some(v) = cores(cpu_start.0, cpu_end.0) {
+        o.insert("server_cpu_cores".into(), json!(v));
+    }
+    if let Some(v) = cores(cpu_start.1, cpu_end.1) {
+        o.insert("loadgen_cpu_cores".into(), json!(v));
+    }
+    if let (Some((busy0, all0)), Some((busy1, all1))) = (cpu_start.2, cpu_end.2)
+        && all1 > all0
+    {
+        let pct = 100.0 * (busy1 - busy0) as f64 / (all1 - all0) as f64;
+        o.insert("machine_busy_pct".into(), json!(round(pct, 1)));
     }
     if !kinds.is_empty() {
         o.insert("error_kinds".into(), json!(kinds));
