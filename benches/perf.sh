@@ -8,6 +8,7 @@
 #   benches/perf.sh scale sqlite|postgres   # 1,000,000 seeded sessions: start-up time, refresh-chain
 #   benches/perf.sh soak  sqlite|postgres   # 10 min refresh-chain with short lifetimes, sampled every 30 s
 #   benches/perf.sh micro                   # cargo bench --bench hot_paths
+#   benches/perf.sh profile sqlite MODE C   # perf stat + perf record -g of the server under a mode
 #   benches/perf.sh summary FILE...         # medians of the JSON lines
 #
 # Results are JSON lines appended to $OUT (default benches/results/<backend>-<what>.jsonl).
@@ -300,6 +301,34 @@ EOF
     fi
 }
 
+# A CPU profile of the server under one mode: perf stat (CPU, context switches, page faults per
+# request) and perf record -g (where the server's samples go), over 8 s in the middle of a run.
+cmd_profile() {
+    local backend=$1 mode=$2 c=$3 out=${OUT:-benches/results/profile-$1-$2.txt}
+    fresh_db "$backend" "profile-$mode"
+    start_server
+    context "$backend $mode profile" >>"$out"
+    lg --mode "$mode" --concurrency "$c" --duration 20 --pid "$SERVER_PID" \
+        --label "$backend profiled" >"$WORK/profile.json" &
+    local l=$!
+    # Setup (registrations, first logins, at most ~5 s) and the 1 s warm-up come first.
+    sleep 6
+    {
+        echo "## perf stat -p authd, 8 s, $backend $mode c=$c"
+        perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$SERVER_PID" -- sleep 8 2>&1
+        echo "## perf record -g -p authd, 8 s: by thread, then by symbol (no children)"
+        perf record -q -F 499 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep 8 >/dev/null 2>&1
+        perf report -i "$WORK/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null |
+            grep -E '^ +[0-9]' | head -8
+        perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+            grep -E '^ +[0-9]' | head -40
+    } >>"$out"
+    wait "$l"
+    tee -a "$out" <"$WORK/profile.json"
+    stop_server
+    drop_db
+}
+
 cmd_micro() {
     local out=${OUT:-benches/results/micro.txt}
     context "micro" >>"$out"
@@ -343,6 +372,7 @@ mixed) cmd_mixed "$@" ;;
 scale) cmd_scale "$@" ;;
 soak) cmd_soak "$@" ;;
 micro) cmd_micro ;;
+profile) cmd_profile "$@" ;;
 summary) cmd_summary "$@" ;;
 *)
     sed -n '2,17p' "$0"
