@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use authd::clock::{Clock, SharedClock, SystemClock};
 use authd::config::DbConfig;
 use authd::passwords::Hasher;
-use authd::store::{ClientMeta, NewSession, NewUser, Rotation, Store, Successor};
+use authd::store::{ClientMeta, NewSession, NewUser, RotateRequest, Rotation, Store, Successor};
 use authd::tokens::access::Subject;
 use authd::tokens::{AccessTokens, KeyRecord, KeySet, RefreshToken, RevokedSet};
 use sea_orm::{
@@ -327,15 +327,15 @@ async fn rotate_once(
         sealed: current.seal(&next),
     };
     match store
-        .rotate(
-            current.hash(),
+        .rotate(RotateRequest {
+            presented: current.hash(),
             successor,
             now,
-            1_209_600,
-            10,
-            now + 330,
-            &ClientMeta::default(),
-        )
+            idle_secs: 1_209_600,
+            grace_secs: 10,
+            horizon: now + 330,
+            meta: ClientMeta::default(),
+        })
         .await?
     {
         Rotation::Rotated { .. } => Ok(next),

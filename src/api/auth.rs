@@ -12,7 +12,7 @@ use crate::error::{ApiError, Errors};
 use crate::metrics::RefreshOutcome;
 use crate::passwords;
 use crate::store::{
-    EndReason, NewSession, NewUser, Rotation, SessionInfo, SessionScope, Successor,
+    EndReason, NewSession, NewUser, RotateRequest, Rotation, SessionInfo, SessionScope, Successor,
 };
 use crate::tokens::RefreshToken;
 use crate::tokens::access::Subject;
@@ -516,8 +516,10 @@ impl AuthApi {
     /// Consumes the refresh token (from `{refresh_token}` in the body, or else from the
     /// cookie) and returns a new one of the same session with a fresh access token, in the same
     /// delivery mode. Presenting a token that was already rotated revokes the whole session
-    /// (reuse detection), except within the grace window after its rotation while its successor
-    /// is unused: then the same successor is returned again. Every failure answers the same
+    /// (reuse detection), except within the grace window after its rotation: then the session's
+    /// current token is returned (its own successor, or the newest token if that successor was
+    /// rotated in turn), so racing tabs and lost answers never log anyone out. Every failure
+    /// answers the same
     /// `invalid_refresh_token`. Cookie-borne requests need `X-Requested-With` and an allowed
     /// `Origin`.
     #[oai(path = "/auth/refresh", method = "post", operation_id = "refresh")]
@@ -562,18 +564,18 @@ impl AuthApi {
         let meta = state.client_meta(req);
         let outcome = state
             .store
-            .rotate(
-                presented.hash(),
-                Successor {
+            .rotate(RotateRequest {
+                presented: presented.hash(),
+                successor: Successor {
                     hash: successor.hash(),
                     sealed: presented.seal(&successor),
                 },
-                state.clock.now(),
-                state.settings.refresh_idle_secs,
-                state.settings.reuse_grace_secs,
-                state.token_horizon(),
-                &meta,
-            )
+                now: state.clock.now(),
+                idle_secs: state.settings.refresh_idle_secs,
+                grace_secs: state.settings.reuse_grace_secs,
+                horizon: state.token_horizon(),
+                meta: meta.clone(),
+            })
             .await?;
         match outcome {
             Rotation::Rotated { session, email } => {
@@ -583,13 +585,16 @@ impl AuthApi {
             Rotation::Replayed {
                 session,
                 email,
-                sealed,
+                chain,
             } => {
-                let same = presented
-                    .open(&sealed)
-                    .ok_or(ApiError::InvalidRefreshToken)?;
+                // Each link opens with the token before it: only a holder of the presented
+                // token can follow the chain to the current one.
+                let mut current = presented;
+                for sealed in &chain {
+                    current = current.open(sealed).ok_or(ApiError::InvalidRefreshToken)?;
+                }
                 state.metrics.refresh(RefreshOutcome::GraceReplay);
-                Ok(issue(&state, &session, &email, &same, delivery)?)
+                Ok(issue(&state, &session, &email, &current, delivery)?)
             }
             Rotation::Reused(ended) => {
                 tracing::warn!(

@@ -19,18 +19,21 @@ use crate::config::DbConfig;
 mod events;
 mod keys;
 mod prune;
+mod rotation;
 mod sessions;
 mod users;
 
 pub use events::{EventKind, SecurityEvent};
 pub use prune::Pruned;
-pub use sessions::{
-    ClientMeta, EndReason, EndedSession, NewSession, Rotation, SessionInfo, SessionScope, Successor,
-};
+pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
+pub use sessions::{ClientMeta, EndReason, EndedSession, NewSession, SessionInfo, SessionScope};
 pub use users::{NewUser, User};
 
 /// The Postgres advisory-lock key that serialises migrations ("authd-mi" as an integer).
 const MIGRATION_LOCK: i64 = 0x6175_7468_642d_6d69;
+
+/// How long a SQLite connection waits for another process's lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A storage failure, already sorted into what the client should hear.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,32 @@ impl From<DbErr> for StoreError {
             Self::Db(err)
         }
     }
+}
+
+impl StoreError {
+    /// The same error again, for each request of a batch that failed as a whole.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Unavailable(e) => Self::Unavailable(DbErr::Custom(e.to_string())),
+            Self::Db(e) => Self::Db(DbErr::Custom(e.to_string())),
+            Self::Internal(m) => Self::Internal(m.clone()),
+        }
+    }
+}
+
+/// SQLite's "database is locked" (`SQLITE_BUSY`).
+fn is_busy(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as S;
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), S::Database(db) if db.code().as_deref() == Some("5"))
+        }
+        _ => false,
+    }
+}
+
+fn is_sqlite_url(url: &str) -> bool {
+    url.starts_with("sqlite:")
 }
 
 fn is_unavailable(err: &DbErr) -> bool {
@@ -89,6 +118,8 @@ pub struct Store {
     /// handler (sleeps of 1, 2, 5, 10... ms), is what lets one file take thousands of rotations
     /// a second. Other processes on the same file still meet the busy timeout.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The rotation task's queue (see [`rotation`]); `None` only in that task's own handle.
+    rotations: Option<rotation::Rotations>,
 }
 
 /// Held for the life of a write transaction (SQLite only).
@@ -107,12 +138,14 @@ impl Store {
             .min_connections(1)
             .acquire_timeout(cfg.acquire_timeout())
             .connect_timeout(cfg.acquire_timeout())
-            .test_before_acquire(true)
+            // A Postgres connection can die while idle; a SQLite one cannot, and a ping would
+            // be one more hop to its thread on every transaction.
+            .test_before_acquire(!is_sqlite_url(&cfg.database_url))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(5))
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
             })
             .map_sqlx_postgres_opts(move |o| {
@@ -124,10 +157,29 @@ impl Store {
                     ),
                 ])
             });
-        let db = Database::connect(opts).await?;
+        // Two processes opening one new SQLite file at once: switching it to WAL needs a lock
+        // that SQLite reports busy without waiting in its busy handler. Try again for as long as
+        // the busy timeout would have waited.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match Database::connect(opts.clone()).await {
+                Err(e) if is_busy(&e) && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
         let write_gate = (db.get_database_backend() == DatabaseBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
-        Ok(Self { db, write_gate })
+        let store = Self {
+            db,
+            write_gate,
+            rotations: None,
+        };
+        Ok(Self {
+            rotations: Some(rotation::start(store.clone())),
+            ..store
+        })
     }
 
     /// Applies every pending migration. Instances that start together on one database take

@@ -1,9 +1,5 @@
-//! Sessions (refresh families), their refresh tokens, and the ending of sessions.
-//!
-//! A rotation is one write transaction: the presented token is consumed by a conditional
-//! `UPDATE ... WHERE used_at IS NULL` whose `rows_affected` decides the winner, and the successor
-//! is inserted in the same transaction. What happens to an already-rotated token is decided by
-//! [`refresh::decide`](crate::tokens::refresh::decide).
+//! Sessions (refresh families), their refresh tokens, and the ending of sessions. Rotation
+//! lives in [`rotation`](super::rotation).
 use entity::{refresh_tokens, revoked_sessions, security_events, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -13,7 +9,6 @@ use sea_orm::{
 
 use super::events::EventKind;
 use super::{Store, StoreError};
-use crate::tokens::refresh::{self, Decision, Rotated};
 
 /// Where a request came from, for sessions and security events.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +36,7 @@ impl SessionInfo {
         self.idle_expires_at.min(self.absolute_expires_at)
     }
 
-    fn is_live(&self, now: i64) -> bool {
+    pub(super) fn is_live(&self, now: i64) -> bool {
         now < self.expires_at()
     }
 }
@@ -72,32 +67,6 @@ pub struct NewSession {
     pub meta: ClientMeta,
     /// Hash of the first refresh token.
     pub token_hash: Vec<u8>,
-}
-
-/// The token that replaces the presented one if this rotation wins.
-#[derive(Debug, Clone)]
-pub struct Successor {
-    pub hash: Vec<u8>,
-    /// The successor sealed under the presented token (for grace replays).
-    pub sealed: Vec<u8>,
-}
-
-/// The outcome of presenting a refresh token.
-#[derive(Debug)]
-pub enum Rotation {
-    /// The token was current: it is consumed and the successor is now current.
-    Rotated { session: SessionInfo, email: String },
-    /// The token was rotated moments ago and its successor is unused: here is that successor,
-    /// sealed under the presented token.
-    Replayed {
-        session: SessionInfo,
-        email: String,
-        sealed: Vec<u8>,
-    },
-    /// A rotated token came back outside the grace window: its session is now ended.
-    Reused(EndedSession),
-    /// Unknown token, or its session has expired.
-    Invalid,
 }
 
 /// Which of a user's sessions to end.
@@ -171,148 +140,6 @@ impl Store {
         .await?;
         txn.commit().await?;
         Ok(row.into())
-    }
-
-    /// Presents a refresh token (by hash). See [`Rotation`] for the outcomes.
-    #[allow(clippy::too_many_arguments)] // each is one fact of the request; a struct would only rename them
-    pub async fn rotate(
-        &self,
-        presented: Vec<u8>,
-        successor: Successor,
-        now: i64,
-        idle_secs: i64,
-        grace_secs: i64,
-        horizon: i64,
-        meta: &ClientMeta,
-    ) -> Result<Rotation, StoreError> {
-        let (txn, _gate) = self.begin_write().await?;
-        let Some(token) = refresh_tokens::Entity::find_by_id(presented.clone())
-            .one(&txn)
-            .await?
-        else {
-            return Ok(Rotation::Invalid);
-        };
-        // Every change to a family happens under its session row's lock (FOR UPDATE on
-        // Postgres; SQLite's BEGIN IMMEDIATE already serialises writers), taken before any token
-        // row is touched, so concurrent rotations and revocations queue instead of deadlocking.
-        let Some(session) = sessions::Entity::find_by_id(token.session_id.clone())
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-        else {
-            return Ok(Rotation::Invalid);
-        };
-        let Some(mut token) = refresh_tokens::Entity::find_by_id(presented.clone())
-            .one(&txn)
-            .await?
-        else {
-            return Ok(Rotation::Invalid);
-        };
-        let session = SessionInfo::from(session);
-        if !session.is_live(now) {
-            return Ok(Rotation::Invalid);
-        }
-        let Some(user) = users::Entity::find_by_id(session.user_id.clone())
-            .one(&txn)
-            .await?
-        else {
-            return Ok(Rotation::Invalid);
-        };
-        if user.disabled {
-            return Ok(Rotation::Invalid);
-        }
-
-        if token.used_at.is_none() {
-            let won = refresh_tokens::Entity::update_many()
-                .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
-                .col_expr(
-                    refresh_tokens::Column::SuccessorHash,
-                    Expr::value(successor.hash.clone()),
-                )
-                .col_expr(
-                    refresh_tokens::Column::SuccessorSealed,
-                    Expr::value(successor.sealed),
-                )
-                .filter(refresh_tokens::Column::TokenHash.eq(presented.clone()))
-                .filter(refresh_tokens::Column::UsedAt.is_null())
-                .exec(&txn)
-                .await?
-                .rows_affected
-                == 1;
-            if won {
-                insert_token(&txn, successor.hash, &session.id, token.generation + 1, now).await?;
-                let idle_expires_at = (now + idle_secs).min(session.absolute_expires_at);
-                sessions::Entity::update_many()
-                    .col_expr(sessions::Column::LastRefreshedAt, Expr::value(now))
-                    .col_expr(
-                        sessions::Column::IdleExpiresAt,
-                        Expr::value(idle_expires_at),
-                    )
-                    .filter(sessions::Column::Id.eq(session.id.clone()))
-                    .exec(&txn)
-                    .await?;
-                txn.commit().await?;
-                let session = SessionInfo {
-                    last_refreshed_at: now,
-                    idle_expires_at,
-                    ..session
-                };
-                return Ok(Rotation::Rotated {
-                    session,
-                    email: user.email,
-                });
-            }
-            // Another transaction rotated it between our read and our update (Postgres, READ
-            // COMMITTED): read what it wrote and treat the token as rotated.
-            match refresh_tokens::Entity::find_by_id(presented)
-                .one(&txn)
-                .await?
-            {
-                Some(t) if t.used_at.is_some() => token = t,
-                _ => return Ok(Rotation::Invalid),
-            }
-        }
-
-        let used_at = token.used_at.unwrap_or(now);
-        let successor_used = match &token.successor_hash {
-            Some(h) => refresh_tokens::Entity::find_by_id(h.clone())
-                .one(&txn)
-                .await?
-                .is_none_or(|s| s.used_at.is_some()),
-            None => true,
-        };
-        let rotated = Rotated {
-            used_at,
-            successor_used,
-            successor_sealed: token.successor_sealed.is_some(),
-        };
-        match (
-            refresh::decide(rotated, now, grace_secs),
-            token.successor_sealed,
-        ) {
-            (Decision::Replay, Some(sealed)) => {
-                txn.commit().await?;
-                Ok(Rotation::Replayed {
-                    session,
-                    email: user.email,
-                    sealed,
-                })
-            }
-            _ => {
-                let mut ended = end_sessions_in(
-                    &txn,
-                    &session.user_id,
-                    &SessionScope::One(session.id.clone()),
-                    EndReason::Reused,
-                    now,
-                    horizon,
-                    meta,
-                )
-                .await?;
-                txn.commit().await?;
-                Ok(ended.pop().map_or(Rotation::Invalid, Rotation::Reused))
-            }
-        }
     }
 
     /// The session a refresh token (current or rotated) belongs to, and whether it is current.
@@ -493,7 +320,7 @@ async fn insert_token<C: ConnectionTrait>(
     Ok(())
 }
 
-async fn end_sessions_in<C: ConnectionTrait>(
+pub(super) async fn end_sessions_in<C: ConnectionTrait>(
     db: &C,
     user_id: &str,
     scope: &SessionScope,

@@ -89,32 +89,44 @@ impl RefreshToken {
     }
 }
 
+/// The most rotations a replayed token may be behind its session's current token. Tabs
+/// refreshing at once put it a few behind; a token many rotations behind is no lost response.
+pub const MAX_REPLAY_HOPS: usize = 16;
+
 /// What is known about a presented token that was already rotated.
 #[derive(Debug, Clone, Copy)]
 pub struct Rotated {
     /// When it was rotated (unix seconds).
     pub used_at: i64,
-    /// Has its successor been rotated in turn?
-    pub successor_used: bool,
-    /// Is the sealed successor still stored?
-    pub successor_sealed: bool,
+    /// How many sealed links lead from it to its session's current token; `None` when the
+    /// chain is broken (pruned) or longer than [`MAX_REPLAY_HOPS`].
+    pub hops_to_current: Option<usize>,
 }
 
 /// What to do with a refresh token that was already rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Return the same successor again (a lost response, or tabs refreshing at once).
+    /// Answer with the session's current token (a lost response, or tabs refreshing at once).
     Replay,
     /// Reuse: the token was stolen, or its holder is out of sync. End the whole session.
     RevokeFamily,
 }
 
-/// The reuse policy: a rotated token gets its successor back only within `grace_secs` of the
-/// first rotation (the window never slides) and only while that successor is unused; any other
-/// presentation is reuse.
+/// Is `now` within the grace window of a token rotated at `used_at`? The window starts at the
+/// first rotation and never slides.
+pub fn in_grace_window(used_at: i64, now: i64, grace_secs: i64) -> bool {
+    grace_secs > 0 && now < used_at.saturating_add(grace_secs)
+}
+
+/// The reuse policy: within the grace window a rotated token is answered with its session's
+/// current token: its own successor when that is unused, otherwise the newest token of the
+/// chain, so that a late request from one tab cannot end a session another tab has already
+/// moved on. Any other presentation is reuse.
 pub fn decide(rotated: Rotated, now: i64, grace_secs: i64) -> Decision {
-    let in_window = now < rotated.used_at.saturating_add(grace_secs);
-    if grace_secs > 0 && in_window && !rotated.successor_used && rotated.successor_sealed {
+    let reachable = rotated
+        .hops_to_current
+        .is_some_and(|h| (1..=MAX_REPLAY_HOPS).contains(&h));
+    if in_grace_window(rotated.used_at, now, grace_secs) && reachable {
         Decision::Replay
     } else {
         Decision::RevokeFamily
@@ -150,19 +162,28 @@ mod tests {
     }
 
     #[test]
-    fn the_window_starts_at_the_first_rotation_and_needs_an_unused_successor() {
+    fn the_window_starts_at_the_first_rotation_and_needs_a_chain_to_the_current_token() {
         let r = Rotated {
             used_at: 100,
-            successor_used: false,
-            successor_sealed: true,
+            hops_to_current: Some(1),
         };
         assert_eq!(decide(r, 109, 10), Decision::Replay);
         assert_eq!(decide(r, 110, 10), Decision::RevokeFamily);
         assert_eq!(decide(r, 100, 0), Decision::RevokeFamily);
-        let used = Rotated {
-            successor_used: true,
+        let behind = |h| Rotated {
+            hops_to_current: h,
             ..r
         };
-        assert_eq!(decide(used, 101, 10), Decision::RevokeFamily);
+        assert_eq!(decide(behind(Some(3)), 101, 10), Decision::Replay);
+        assert_eq!(
+            decide(behind(Some(MAX_REPLAY_HOPS)), 101, 10),
+            Decision::Replay
+        );
+        assert_eq!(
+            decide(behind(Some(MAX_REPLAY_HOPS + 1)), 101, 10),
+            Decision::RevokeFamily
+        );
+        assert_eq!(decide(behind(None), 101, 10), Decision::RevokeFamily);
+        assert_eq!(decide(behind(Some(0)), 101, 10), Decision::RevokeFamily);
     }
 }

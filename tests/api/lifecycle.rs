@@ -244,7 +244,8 @@ async fn reusing_a_token_from_deep_in_the_chain_revokes_the_session() {
         let next = app.rotate(&chain.last().unwrap().refresh).await;
         chain.push(next);
     }
-    // Token 1's successor has been used, so even inside the grace window this is reuse.
+    // Past token 1's grace window, presenting it is reuse.
+    app.clock.advance(10);
     assert_eq!(
         app.refresh(&chain[1].refresh).await.status(),
         StatusCode::UNAUTHORIZED
@@ -292,17 +293,77 @@ async fn the_grace_window_starts_at_the_first_rotation_and_does_not_slide() {
     );
 }
 
+/// The race behind "several tabs logged me out": one tab's late request still carries the token
+/// another tab has already rotated twice. Within the window it gets the session's current token,
+/// so the shared cookie jar ends up holding the one token that still works.
 #[tokio::test]
-async fn the_grace_window_closes_once_the_successor_is_used() {
+async fn within_the_grace_window_a_token_whose_successor_moved_on_gets_the_current_token() {
     let app = spawn_app_with(|c| c.reuse_grace_secs = 10).await;
     let t0 = app.user(&email()).await;
     let t1 = app.rotate(&t0.refresh).await;
     let t2 = app.rotate(&t1.refresh).await;
+    let t3 = app.rotate(&t2.refresh).await;
+    app.clock.advance(3);
+    let late = app.rotate(&t0.refresh).await;
+    assert_eq!(
+        late.refresh, t3.refresh,
+        "the current token, not a stale one"
+    );
+    assert_eq!(app.rotate(&t1.refresh).await.refresh, t3.refresh);
+    assert_eq!(app.me_status(&late.access).await, StatusCode::OK);
+    assert_eq!(app.me_status(&t3.access).await, StatusCode::OK);
+    // The current token was not consumed by the replays.
+    let t4 = app.rotate(&t3.refresh).await;
+    assert_eq!(app.me_status(&t4.access).await, StatusCode::OK);
+    assert!(
+        !app.events(&t4.access)
+            .await
+            .contains(&"refresh_token_reused".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_token_whose_successor_moved_on_is_reuse_once_its_window_has_passed() {
+    let app = spawn_app_with(|c| c.reuse_grace_secs = 10).await;
+    let t0 = app.user(&email()).await;
+    let t1 = app.rotate(&t0.refresh).await;
+    app.clock.advance(8);
+    let t2 = app.rotate(&t1.refresh).await;
+    app.clock.advance(2); // t0's window closed; t1's is still open
     assert_eq!(
         app.refresh(&t0.refresh).await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(app.me_status(&t2.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&t2.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_token_more_than_sixteen_rotations_behind_is_reuse_even_within_the_window() {
+    let app = spawn_app_with(|c| c.reuse_grace_secs = 10).await;
+    let t0 = app.user(&email()).await;
+    let mut chain = vec![t0];
+    for _ in 0..17 {
+        let next = app.rotate(&chain.last().unwrap().refresh).await;
+        chain.push(next);
+    }
+    // 16 behind: still a replay.
+    assert_eq!(
+        app.rotate(&chain[1].refresh).await.refresh,
+        chain[17].refresh
+    );
+    // 17 behind: reuse.
+    assert_eq!(
+        app.refresh(&chain[0].refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.me_status(&chain[17].access).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ async fn metrics_count_exactly_what_a_scripted_flow_did() {
     let a1 = app.rotate(&a.refresh).await; // rotated
     app.rotate(&a.refresh).await; // grace replay
     app.rotate(&a1.refresh).await; // rotated
+    app.clock.advance(10); // a's grace window closes
     assert_eq!(
         app.refresh(&a.refresh).await.status(),
         StatusCode::UNAUTHORIZED
