@@ -1,12 +1,14 @@
-//! Password hashing with argon2id (OWASP parameters: 19 MiB, 2 passes, 1 lane) on a bounded
-//! blocking pool, so a login storm can neither starve the async runtime nor queue unbounded
-//! threads. Unknown users are checked against a dummy hash so that the work, and so the timing,
-//! is the same as for a wrong password.
-use std::sync::Arc;
+//! Password hashing with argon2id (OWASP parameters: 19 MiB, 2 passes, 1 lane) on a pool of
+//! its own threads, one per core, at a lower CPU priority (nice +10 on Linux): a login storm
+//! can neither starve the async runtime nor queue unbounded threads, and when the cores are
+//! short the cheap requests (verify, refresh) go first while hashing takes what is left. With
+//! nothing else to do, hashing still gets every core. Unknown users are checked against a dummy
+//! hash so that the work, and so the timing, is the same as for a wrong password.
+use std::sync::{Arc, Mutex, mpsc};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// Memory cost in KiB (19 MiB).
 pub const M_COST_KIB: u32 = 19 * 1024;
@@ -25,8 +27,8 @@ pub const MAX_LEN: usize = 1024;
 pub enum PasswordError {
     #[error("argon2: {0}")]
     Argon2(String),
-    #[error("hashing task failed: {0}")]
-    Join(String),
+    #[error("the hashing threads have stopped")]
+    Stopped,
 }
 
 /// Is this password acceptable? Length in Unicode scalar values; any character is allowed and
@@ -60,47 +62,80 @@ fn verify_blocking(password: &[u8], phc: &str) -> Result<bool, PasswordError> {
     }
 }
 
-/// Hashes and verifies passwords, at most `permits` at a time, off the async runtime.
+/// How much lower than the request threads the hashing threads run (a nice value).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const HASHING_NICENESS: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on its own threads, `concurrency` at a time.
 #[derive(Clone)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     dummy: Arc<str>,
 }
 
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hasher")
-            .field("available", &self.permits.available_permits())
-            .finish_non_exhaustive()
+        f.debug_struct("Hasher").finish_non_exhaustive()
     }
 }
 
 impl Hasher {
-    /// A hasher running at most `concurrency` hashes at once; computes the dummy hash.
+    /// A hasher with `concurrency` threads; computes the dummy hash. The threads end when the
+    /// last clone of the hasher is dropped.
     pub async fn new(concurrency: usize) -> Result<Self, PasswordError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("authd-hash-{i}"))
+                .spawn(move || {
+                    lower_this_threads_priority();
+                    loop {
+                        // A poisoned lock only means another hashing thread panicked while
+                        // taking a job; the queue itself is intact.
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            // A panicking job drops its reply (its caller gets an error); the
+                            // thread lives on.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| {
+                    PasswordError::Argon2(format!("cannot start a hashing thread: {e}"))
+                })?;
+        }
+        let mut hasher = Self {
+            jobs,
+            dummy: Arc::from(""),
+        };
         let mut dummy_password = [0u8; 32];
         getrandom::fill(&mut dummy_password).map_err(|e| PasswordError::Argon2(e.to_string()))?;
-        let dummy = tokio::task::spawn_blocking(move || hash_blocking(&dummy_password))
-            .await
-            .map_err(|e| PasswordError::Join(e.to_string()))??;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy: dummy.into(),
-        })
+        hasher.dummy = hasher
+            .run(move || hash_blocking(&dummy_password))
+            .await?
+            .into();
+        Ok(hasher)
     }
 
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| PasswordError::Join(e.to_string()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| PasswordError::Join(e.to_string()))?
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                // The caller may have gone (client disconnected): nothing to do.
+                let _ = reply.send(job());
+            }))
+            .map_err(|_| PasswordError::Stopped)?;
+        answer.await.map_err(|_| PasswordError::Stopped)?
     }
 
     /// A new PHC-format argon2id hash of `password`.
@@ -121,5 +156,64 @@ impl Hasher {
             .run(move || verify_blocking(password.as_bytes(), &phc))
             .await?;
         Ok(ok && known)
+    }
+}
+
+/// On Linux, nice values are per thread: this lowers only the calling thread. Failing to is
+/// harmless (hashing then competes with requests on equal terms), so the result is ignored.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority takes plain integers; `0` names the calling thread.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICENESS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nice value of each of this process's threads named `authd-hash-*` (field 19 of
+    /// /proc/self/task/TID/stat, counted after the parenthesised name).
+    #[cfg(target_os = "linux")]
+    fn hashing_thread_niceness() -> Vec<i32> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+            let dir = task.expect("task").path();
+            let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !name.starts_with("authd-hash-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).expect("stat");
+            let after_name = &stat[stat.rfind(')').expect("name") + 2..];
+            let nice = after_name.split(' ').nth(16).expect("nice field");
+            out.push(nice.parse().expect("number"));
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_runs_on_its_own_threads_below_the_request_threads() {
+        let hasher = Hasher::new(2).await.expect("hasher");
+        let phc = hasher
+            .hash("correct horse battery".into())
+            .await
+            .expect("hash");
+        assert!(
+            hasher
+                .verify("correct horse battery".into(), Some(phc.clone()))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher
+                .verify("wrong".into(), Some(phc))
+                .await
+                .expect("verify")
+        );
+        let nice = hashing_thread_niceness();
+        assert!(nice.len() >= 2, "{nice:?}");
+        assert!(nice.iter().all(|&n| n >= HASHING_NICENESS), "{nice:?}");
     }
 }
