@@ -1,5 +1,5 @@
 //! Password hashing with argon2id (OWASP parameters: 19 MiB, 2 passes, 1 lane) on a pool of
-//! its own threads, one per core, at a lower CPU priority (nice +10 on Linux): a login storm
+//! its own threads, one per core, at the lowest CPU priority (nice +19 on Linux): a login storm
 //! can neither starve the async runtime nor queue unbounded threads, and when the cores are
 //! short the cheap requests (verify, refresh) go first while hashing takes what is left. With
 //! nothing else to do, hashing still gets every core. Unknown users are checked against a dummy
@@ -64,7 +64,7 @@ fn verify_blocking(password: &[u8], phc: &str) -> Result<bool, PasswordError> {
 
 /// How much lower than the request threads the hashing threads run (a nice value).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-const HASHING_NICENESS: i32 = 10;
+const HASHING_NICENESS: i32 = 19;
 
 type Job = Box<dyn FnOnce() + Send>;
 

@@ -668,4 +668,37 @@ mod tests {
             .expect("every link opens with the token before it");
         assert_eq!(current, t3);
     }
+
+    /// A batch's consume must be planned on the primary key however many hashes it lists: on
+    /// the full `used_at` index SQLite scanned every current token once the list held ten.
+    #[tokio::test]
+    async fn the_consume_of_a_full_batch_is_planned_on_the_primary_key() {
+        use sea_orm::{ConnectionTrait, Statement};
+        let s = scratch().await;
+        let list = vec!["?"; MAX_BATCH].join(", ");
+        let values: Vec<sea_orm::Value> = (0..MAX_BATCH).map(|i| vec![i as u8].into()).collect();
+        let plan = s
+            .store
+            .connection()
+            .query_all_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Sqlite,
+                format!(
+                    "EXPLAIN QUERY PLAN UPDATE refresh_tokens SET used_at = 1 \
+                     WHERE token_hash IN ({list}) AND used_at IS NULL"
+                ),
+                values,
+            ))
+            .await
+            .expect("explain");
+        let steps: Vec<String> = plan
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(3).expect("detail"))
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .all(|d| d.contains("sqlite_autoindex_refresh_tokens_1")),
+            "{steps:?}"
+        );
+    }
 }
