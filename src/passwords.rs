@@ -146,31 +146,20 @@ impl Hasher {
                     PasswordError::Argon2(format!("cannot start a hashing thread: {e}"))
                 })?;
         }
-        let mut hasher = Self {
-            jobs,
-            dummy: Arc::from(""),
-        };
         let mut dummy_password = [0u8; 32];
         getrandom::fill(&mut dummy_password).map_err(|e| PasswordError::Argon2(e.to_string()))?;
-        hasher.dummy = hasher
-            .run(move || hash_blocking(&dummy_password))
-            .await?
-            .into();
-        Ok(hasher)
+        let dummy = run_on(&jobs, move || hash_blocking(&dummy_password)).await?;
+        Ok(Self {
+            jobs,
+            dummy: dummy.into(),
+        })
     }
 
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                // The caller may have gone (client disconnected): nothing to do.
-                let _ = reply.send(job());
-            }))
-            .map_err(|_| PasswordError::Stopped)?;
-        answer.await.map_err(|_| PasswordError::Stopped)?
+        run_on(&self.jobs, job).await
     }
 
     /// A new PHC-format argon2id hash of `password`.
@@ -192,6 +181,20 @@ impl Hasher {
             .await?;
         Ok(ok && known)
     }
+}
+
+/// Runs `job` on the hashing threads behind `jobs` and waits for its result.
+async fn run_on<T: Send + 'static>(
+    jobs: &mpsc::Sender<Job>,
+    job: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
+) -> Result<T, PasswordError> {
+    let (reply, answer) = oneshot::channel();
+    jobs.send(Box::new(move || {
+        // The caller may have gone (client disconnected): nothing to do.
+        let _ = reply.send(job());
+    }))
+    .map_err(|_| PasswordError::Stopped)?;
+    answer.await.map_err(|_| PasswordError::Stopped)?
 }
 
 /// On Linux, nice values are per thread: this lowers only the calling thread. Failing to is

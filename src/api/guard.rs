@@ -34,8 +34,8 @@ pub async fn guard<E: Endpoint>(
     let started = Instant::now();
     let request_id = request_id(&req);
     // A logout from a foreign page (by Origin or Sec-Fetch-Site) must not drop the browser's
-    // cookie, whatever its outcome: see below.
-    let foreign = state.origins.check_origin(&req).is_err();
+    // cookie, whatever its outcome: see below. Only logout needs to know.
+    let foreign_logout = path == "/auth/logout" && state.origins.check_origin(&req).is_err();
 
     let mut operation = None;
     let mut resp = if req.method() == Method::OPTIONS && origin.is_some() {
@@ -115,7 +115,7 @@ pub async fn guard<E: Endpoint>(
     // browsers apply a Set-Cookie even on those, so obeying would let any site log the browser
     // out.
     if path == "/auth/logout"
-        && !foreign
+        && !foreign_logout
         && status != StatusCode::FORBIDDEN.as_u16()
         && !headers.contains_key(header::SET_COOKIE)
         && let Ok(v) = HeaderValue::from_str(&state.cookies.expire())

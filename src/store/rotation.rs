@@ -176,17 +176,33 @@ struct Presented {
     disabled: bool,
 }
 
-impl Presented {
-    fn session(&self) -> SessionInfo {
-        SessionInfo {
-            id: self.session_id.clone(),
-            user_id: self.user_id.clone(),
-            created_at: self.session_created_at,
-            last_refreshed_at: self.last_refreshed_at,
-            idle_expires_at: self.idle_expires_at,
-            absolute_expires_at: self.absolute_expires_at,
-            user_agent: self.user_agent.clone(),
-            ip: self.ip.clone(),
+/// A presented token as a rotation uses it: read once, its session already assembled.
+#[derive(Debug)]
+struct Found {
+    generation: i64,
+    used_at: Option<i64>,
+    session: SessionInfo,
+    email: String,
+    disabled: bool,
+}
+
+impl From<Presented> for Found {
+    fn from(p: Presented) -> Self {
+        Self {
+            generation: p.generation,
+            used_at: p.used_at,
+            session: SessionInfo {
+                id: p.session_id,
+                user_id: p.user_id,
+                created_at: p.session_created_at,
+                last_refreshed_at: p.last_refreshed_at,
+                idle_expires_at: p.idle_expires_at,
+                absolute_expires_at: p.absolute_expires_at,
+                user_agent: p.user_agent,
+                ip: p.ip,
+            },
+            email: p.email,
+            disabled: p.disabled,
         }
     }
 }
@@ -223,10 +239,10 @@ impl Store {
                 .all(&txn)
                 .await?;
         }
-        let mut found: HashMap<Vec<u8>, Presented> = read_presented(&txn, hashes)
+        let found: HashMap<Vec<u8>, Found> = read_presented(&txn, hashes)
             .await?
             .into_iter()
-            .map(|p| (p.token_hash.clone(), p))
+            .map(|p| (p.token_hash.clone(), Found::from(p)))
             .collect();
 
         let mut outcomes = Vec::with_capacity(requests.len());
@@ -234,28 +250,22 @@ impl Store {
         let mut families = HashSet::new();
         let mut current = Vec::new(); // (index in requests, what was read)
         for (i, request) in requests.iter().enumerate() {
-            if !tokens.insert(&request.presented) {
-                outcomes.push(None);
-                continue;
-            }
-            let Some(p) = found.remove(&request.presented) else {
+            let Some(f) = found.get(&request.presented) else {
                 outcomes.push(Some(Rotation::Invalid));
                 continue;
             };
-            if !families.insert(p.session_id.clone()) {
-                // Another token of this session is in the batch; put this one back.
-                found.insert(request.presented.clone(), p);
-                tokens.remove(&request.presented);
+            // The same token, or another token of the same session, is already in this batch.
+            if !tokens.insert(&request.presented) || !families.insert(&f.session.id) {
                 outcomes.push(None);
                 continue;
             }
-            if !p.session().is_live(request.now) || p.disabled {
+            if !f.session.is_live(request.now) || f.disabled {
                 outcomes.push(Some(Rotation::Invalid));
-            } else if let Some(used_at) = p.used_at {
-                outcomes.push(Some(settle_rotated(&txn, request, p, used_at).await?));
+            } else if let Some(used_at) = f.used_at {
+                outcomes.push(Some(settle_rotated(&txn, request, f, used_at).await?));
             } else {
                 outcomes.push(None); // filled in below
-                current.push((i, p));
+                current.push((i, f));
             }
         }
 
@@ -263,24 +273,27 @@ impl Store {
             consume(&txn, requests, &current).await?;
         }
         txn.commit().await?;
-        for (i, p) in current {
+        for (i, f) in current {
             let r = &requests[i];
             let session = SessionInfo {
                 last_refreshed_at: r.now,
-                idle_expires_at: idle_deadline(r, &p),
-                ..p.session()
+                idle_expires_at: idle_deadline(r, &f.session),
+                ..f.session.clone()
             };
             outcomes[i] = Some(Rotation::Rotated {
                 session,
-                email: p.email,
+                email: f.email.clone(),
             });
         }
         Ok(outcomes)
     }
 }
 
-fn idle_deadline(r: &RotateRequest, p: &Presented) -> i64 {
-    Ord::min(r.now.saturating_add(r.idle_secs), p.absolute_expires_at)
+fn idle_deadline(r: &RotateRequest, session: &SessionInfo) -> i64 {
+    Ord::min(
+        r.now.saturating_add(r.idle_secs),
+        session.absolute_expires_at,
+    )
 }
 
 /// The presented tokens that exist, joined with their sessions and users: one statement.
@@ -323,7 +336,7 @@ async fn read_presented(
 async fn consume(
     txn: &DatabaseTransaction,
     requests: &[RotateRequest],
-    current: &[(usize, Presented)],
+    current: &[(usize, &Found)],
 ) -> Result<(), StoreError> {
     use refresh_tokens::Column as T;
     use sessions::Column as S;
@@ -336,12 +349,12 @@ async fn consume(
     for (i, p) in current {
         let r = &requests[*i];
         let this_token = || Expr::col(T::TokenHash).eq(r.presented.clone());
-        let this_session = || Expr::col(S::Id).eq(p.session_id.clone());
+        let this_session = || Expr::col(S::Id).eq(p.session.id.clone());
         used_at = used_at.case(this_token(), r.now);
         successor_hash = successor_hash.case(this_token(), r.successor.hash.clone());
         successor_sealed = successor_sealed.case(this_token(), r.successor.sealed.clone());
         refreshed_at = refreshed_at.case(this_session(), r.now);
-        idle_expires_at = idle_expires_at.case(this_session(), idle_deadline(r, p));
+        idle_expires_at = idle_expires_at.case(this_session(), idle_deadline(r, &p.session));
     }
     // The read above was made under the write lock (SQLite) or the sessions' row locks
     // (Postgres), so every one of these tokens is still current; `used_at IS NULL` keeps the
@@ -373,7 +386,7 @@ async fn consume(
         let r = &requests[*i];
         refresh_tokens::ActiveModel {
             token_hash: Set(r.successor.hash.clone()),
-            session_id: Set(p.session_id.clone()),
+            session_id: Set(p.session.id.clone()),
             generation: Set(p.generation + 1),
             created_at: Set(r.now),
             used_at: Set(None),
@@ -392,7 +405,7 @@ async fn consume(
             S::IdleExpiresAt,
             idle_expires_at.finally(Expr::col(S::IdleExpiresAt)).into(),
         )
-        .filter(S::Id.is_in(current.iter().map(|(_, p)| p.session_id.clone())))
+        .filter(S::Id.is_in(current.iter().map(|(_, p)| p.session.id.clone())))
         .exec(txn)
         .await?;
     Ok(())
@@ -403,11 +416,11 @@ async fn consume(
 async fn settle_rotated(
     txn: &DatabaseTransaction,
     request: &RotateRequest,
-    p: Presented,
+    f: &Found,
     used_at: i64,
 ) -> Result<Rotation, StoreError> {
     let chain = if refresh::in_grace_window(used_at, request.now, request.grace_secs) {
-        sealed_links(txn, &p).await?
+        sealed_links(txn, f).await?
     } else {
         None
     };
@@ -420,12 +433,12 @@ async fn settle_rotated(
         chain,
     ) {
         (Decision::Replay, Some(chain)) => Ok(Rotation::Replayed {
-            session: p.session(),
-            email: p.email,
+            session: f.session.clone(),
+            email: f.email.clone(),
             chain,
         }),
         _ => {
-            let session = p.session();
+            let session = &f.session;
             let mut ended = super::sessions::end_sessions_in(
                 txn,
                 &session.user_id,
@@ -445,14 +458,14 @@ async fn settle_rotated(
 /// `None` when the chain is broken (a link was pruned) or longer than [`MAX_REPLAY_HOPS`].
 async fn sealed_links(
     txn: &DatabaseTransaction,
-    p: &Presented,
+    f: &Found,
 ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
     use refresh_tokens::Column as T;
     let rows: Vec<(i64, Option<i64>, Option<Vec<u8>>)> = refresh_tokens::Entity::find()
         .select_only()
         .columns([T::Generation, T::UsedAt, T::SuccessorSealed])
-        .filter(T::SessionId.eq(p.session_id.clone()))
-        .filter(T::Generation.gte(p.generation))
+        .filter(T::SessionId.eq(f.session.id.clone()))
+        .filter(T::Generation.gte(f.generation))
         .order_by_asc(T::Generation)
         .limit(MAX_REPLAY_HOPS as u64 + 1)
         .into_tuple()
@@ -460,7 +473,7 @@ async fn sealed_links(
         .await?;
     let mut links = Vec::new();
     for (k, (generation, used_at, sealed)) in rows.into_iter().enumerate() {
-        if generation != p.generation + k as i64 {
+        if generation != f.generation + k as i64 {
             return Ok(None);
         }
         if used_at.is_none() {

@@ -86,9 +86,10 @@ proptest! {
             req = req.header("origin", v);
         }
         if let Some(site) = &site
-            && let Ok(v) = poem::http::HeaderValue::from_str(site) {
-                req = req.header("sec-fetch-site", v);
-            }
+            && let Ok(v) = poem::http::HeaderValue::from_str(site)
+        {
+            req = req.header("sec-fetch-site", v);
+        }
         if xrw {
             req = req.header("x-requested-with", "x");
         }
