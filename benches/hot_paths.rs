@@ -324,7 +324,7 @@ async fn rotate_once(
     let next = RefreshToken::mint().map_err(|e| e.to_string())?;
     let successor = Successor {
         hash: next.hash(),
-        sealed: current.seal(&next),
+        sealed: current.seal(&next).map_err(|e| e.to_string())?,
     };
     match store
         .rotate(RotateRequest {
@@ -333,7 +333,6 @@ async fn rotate_once(
             now,
             idle_secs: 1_209_600,
             grace_secs: 10,
-            horizon: now + 330,
             meta: ClientMeta::default(),
         })
         .await?

@@ -13,7 +13,7 @@ use crate::api::{self, AppState, CookiePolicy, Inner, OriginPolicy, Settings};
 use crate::clock::SharedClock;
 use crate::config::{DbConfig, ServeConfig, origin_of};
 use crate::passwords::Hasher;
-use crate::store::Store;
+use crate::store::{IssuingPolicy, Store};
 use crate::tokens::{AccessTokens, KeyRecord, KeySet, RevokedSet};
 
 /// Revocations younger than this are read again on the next poll, so that a transaction that
@@ -61,13 +61,14 @@ impl RunningApp {
         }
     }
 
-    /// Waits until the server stops (after a signal).
+    /// Waits until the server stops (after a signal). A server task that panicked is an
+    /// error, never a clean exit.
     pub async fn wait(mut self) -> std::io::Result<()> {
-        let result = (&mut self.server).await.unwrap_or(Ok(()));
+        let joined = (&mut self.server).await;
         for t in &self.tasks {
             t.abort();
         }
-        result
+        joined.map_err(|e| std::io::Error::other(format!("the server task failed: {e}")))?
     }
 }
 
@@ -100,8 +101,22 @@ pub async fn start(
     cfg.validate().map_err(StartError::Config)?;
     let store = Store::connect(db).await?;
     store.migrate().await?;
-
-    let overlap = cfg.access_ttl_secs + cfg.leeway_secs;
+    let own = IssuingPolicy {
+        access_ttl_secs: cfg.access_ttl_secs,
+        leeway_secs: cfg.leeway_secs,
+        reuse_grace_secs: cfg.reuse_grace_secs,
+    };
+    let policy = store.record_issuing_policy(own, clock.now()).await?;
+    if policy != own {
+        tracing::info!(
+            access_ttl_secs = policy.access_ttl_secs,
+            leeway_secs = policy.leeway_secs,
+            reuse_grace_secs = policy.reuse_grace_secs,
+            "the database records larger token lifetimes from another or an earlier server: \
+             revocations, pruning and key overlap follow them"
+        );
+    }
+    let overlap = policy.key_overlap_secs();
     let keys = Arc::new(KeySet::default());
     match &cfg.key_file {
         Some(path) => keys.load(&[KeyRecord::from_pem_file(path, clock.now())?])?,
@@ -169,13 +184,11 @@ pub async fn start(
             state.clone(),
             cursor,
             Duration::from_millis(cfg.sync_interval_ms),
-            overlap,
             key_sync,
         )),
         tokio::spawn(prune_loop(
             state.clone(),
             Duration::from_secs(cfg.prune_interval_secs),
-            overlap,
         )),
     ];
 
@@ -304,13 +317,7 @@ pub fn spec_yaml() -> String {
 /// Keeps the in-memory revoked set and key set in step with the database, so that a session
 /// ended or a key rotated by another instance (or by the CLI) takes effect here within one
 /// interval, with no database read on the verify path.
-async fn sync_loop(
-    state: AppState,
-    mut cursor: i64,
-    every: Duration,
-    overlap: i64,
-    key_sync: bool,
-) {
+async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: bool) {
     let mut loaded: Vec<(String, Option<i64>)> = Vec::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -335,6 +342,15 @@ async fn sync_loop(
         if !key_sync {
             continue;
         }
+        // Retired keys verify for as long as the recorded policy says (another server may
+        // issue longer-lived tokens than this one).
+        let overlap = match state.store.issuing_policy().await {
+            Ok(p) => p.key_overlap_secs(),
+            Err(e) => {
+                tracing::warn!(error = %e, "key sync failed");
+                continue;
+            }
+        };
         match state.store.live_keys(now, overlap).await {
             Ok(records) if records.iter().any(|k| k.retired_at.is_none()) => {
                 let mut seen: Vec<_> = records
@@ -356,16 +372,12 @@ async fn sync_loop(
 }
 
 /// Runs the pruning every `every`.
-async fn prune_loop(state: AppState, every: Duration, overlap: i64) {
+async fn prune_loop(state: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match state
-            .store
-            .prune(state.clock.now(), state.settings.reuse_grace_secs, overlap)
-            .await
-        {
+        match state.store.prune(state.clock.now()).await {
             Ok(p) => tracing::debug!(?p, "pruned"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }

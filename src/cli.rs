@@ -41,8 +41,9 @@ pub enum Command {
     /// Session administration.
     #[command(subcommand)]
     Sessions(SessionsCommand),
-    /// Run the pruning once and report what it removed.
-    Prune(ServeConfig),
+    /// Run the pruning once and report what it removed. What it keeps follows the settings the
+    /// servers recorded in the database, not this command's environment.
+    Prune,
 }
 
 /// `authd keys ...`
@@ -102,11 +103,6 @@ async fn store(db: &DbConfig) -> Result<Store, String> {
     Ok(store)
 }
 
-/// Revocations written by the CLI must outlive any access token a server may have signed.
-fn horizon(cfg: &ServeConfig, now: i64) -> i64 {
-    now + cfg.access_ttl_secs + cfg.leeway_secs
-}
-
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -157,7 +153,7 @@ pub async fn run(cli: Cli) -> CliResult {
             print!("{}", app::spec_yaml());
             Ok(())
         }
-        Some(Command::Users(cmd)) => users(&cli.db, &cli.serve, cmd).await,
+        Some(Command::Users(cmd)) => users(&cli.db, cmd).await,
         Some(Command::Sessions(SessionsCommand::Revoke { user })) => {
             let store = store(&cli.db).await?;
             let email = user.trim().to_lowercase();
@@ -173,7 +169,6 @@ pub async fn run(cli: Cli) -> CliResult {
                     SessionScope::All,
                     EndReason::Operator,
                     now,
-                    horizon(&cli.serve, now),
                     &ClientMeta::default(),
                 )
                 .await
@@ -181,18 +176,13 @@ pub async fn run(cli: Cli) -> CliResult {
             println!("ended {} session(s) of {email}", ended.len());
             Ok(())
         }
-        Some(Command::Prune(cfg)) => {
+        Some(Command::Prune) => {
             let store = store(&cli.db).await?;
             let bar = spinner("pruning");
             let p = store
-                .prune_with_progress(
-                    clock.now(),
-                    cfg.reuse_grace_secs,
-                    cfg.access_ttl_secs + cfg.leeway_secs,
-                    |p| {
-                        bar.set_message(format!("pruning: {} expired sessions removed", p.sessions))
-                    },
-                )
+                .prune_with_progress(clock.now(), |p| {
+                    bar.set_message(format!("pruning: {} expired sessions removed", p.sessions))
+                })
                 .await
                 .map_err(|e| e.to_string())?;
             bar.finish_and_clear();
@@ -222,7 +212,7 @@ async fn serve(db: &DbConfig, cfg: &ServeConfig) -> CliResult {
     Ok(())
 }
 
-async fn users(db: &DbConfig, cfg: &ServeConfig, cmd: UsersCommand) -> CliResult {
+async fn users(db: &DbConfig, cmd: UsersCommand) -> CliResult {
     let store = store(db).await?;
     let now = SystemClock.now();
     match cmd {
@@ -242,7 +232,7 @@ async fn users(db: &DbConfig, cfg: &ServeConfig, cmd: UsersCommand) -> CliResult
         UsersCommand::Disable { email } => {
             let email = email.trim().to_lowercase();
             let ended = store
-                .set_user_disabled(&email, true, now, horizon(cfg, now))
+                .set_user_disabled(&email, true, now)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no user with email {email}"))?;
@@ -251,7 +241,7 @@ async fn users(db: &DbConfig, cfg: &ServeConfig, cmd: UsersCommand) -> CliResult
         UsersCommand::Enable { email } => {
             let email = email.trim().to_lowercase();
             store
-                .set_user_disabled(&email, false, now, horizon(cfg, now))
+                .set_user_disabled(&email, false, now)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no user with email {email}"))?;

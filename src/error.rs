@@ -29,9 +29,10 @@ impl poem_openapi::types::Example for ErrorBody {
 /// Every error authd answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// 400: malformed JSON, missing or wrongly typed fields, bad parameters.
+    /// 400: malformed JSON, missing or wrongly typed fields, bad parameters. `problem` names
+    /// what is wrong (a field, a parameter, the body), never the value that was sent.
     #[error("invalid_request")]
-    InvalidRequest,
+    InvalidRequest { problem: Option<String> },
     /// 400: the email is not a plausible address.
     #[error("invalid_email")]
     InvalidEmail,
@@ -52,7 +53,7 @@ pub enum ApiError {
     InvalidRefreshToken,
     /// 403: a cookie-borne or login request failed the Origin / Sec-Fetch-Site / header check.
     #[error("csrf_rejected")]
-    CsrfRejected,
+    CsrfRejected(CsrfCheck),
     /// 404: no such resource (or not the caller's).
     #[error("not_found")]
     NotFound,
@@ -71,7 +72,8 @@ pub enum ApiError {
     /// 429: too many attempts; retry after the given number of seconds.
     #[error("rate_limited")]
     RateLimited { retry_after_secs: u64 },
-    /// 503: the database cannot be reached right now.
+    /// 503: the database cannot be reached right now, or the password-hashing queue is full.
+    /// Always with `Retry-After`.
     #[error("service_unavailable")]
     ServiceUnavailable,
     /// 500: a bug or an unexpected failure; the cause is in the server log.
@@ -79,18 +81,49 @@ pub enum ApiError {
     Internal,
 }
 
+/// Seconds a 503 asks the client to wait (`Retry-After`).
+pub const SERVICE_UNAVAILABLE_RETRY_SECS: u64 = 1;
+
+/// Which part of the cross-site request check a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfCheck {
+    /// A cookie-borne request without `X-Requested-With`.
+    MissingRequestedWith,
+    /// An `Origin` that is neither the server's own nor in `AUTHD_ALLOWED_ORIGINS`.
+    ForeignOrigin,
+    /// `Sec-Fetch-Site: cross-site` without an allowed `Origin`.
+    CrossSiteFetch,
+}
+
+impl CsrfCheck {
+    /// What the client should hear: which check failed and what would pass it.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::MissingRequestedWith => {
+                "Requests that rely on the refresh cookie need the X-Requested-With header (any value)."
+            }
+            Self::ForeignOrigin => {
+                "The request's Origin is neither this server's own nor in AUTHD_ALLOWED_ORIGINS."
+            }
+            Self::CrossSiteFetch => {
+                "The browser marked this request cross-site (Sec-Fetch-Site) and it carries no allowed Origin."
+            }
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest
+            Self::InvalidRequest { .. }
             | Self::InvalidEmail
             | Self::WeakPassword
             | Self::AmbiguousRefreshToken => StatusCode::BAD_REQUEST,
             Self::InvalidCredentials | Self::InvalidToken | Self::InvalidRefreshToken => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::CsrfRejected => StatusCode::FORBIDDEN,
+            Self::CsrfRejected(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
@@ -102,10 +135,32 @@ impl ApiError {
         }
     }
 
-    /// The fixed, client-safe message of this error.
-    pub fn message(&self) -> &'static str {
+    /// The request was malformed, without saying how.
+    pub const fn invalid_request() -> Self {
+        Self::InvalidRequest { problem: None }
+    }
+
+    /// The request was malformed: `problem` says what (a field or parameter name, never a value).
+    pub fn invalid(problem: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            problem: Some(problem.into()),
+        }
+    }
+
+    /// The client-safe message of this error: fixed text, plus for `invalid_request` the name of
+    /// what was wrong.
+    pub fn message(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            Self::InvalidRequest => {
+            Self::InvalidRequest { problem: Some(p) } => {
+                format!("The request is malformed: {p}.").into()
+            }
+            other => other.fixed_message().into(),
+        }
+    }
+
+    fn fixed_message(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } => {
                 "The request is malformed: check the JSON body, its fields and the parameters."
             }
             Self::InvalidEmail => "The email address is not valid.",
@@ -116,7 +171,7 @@ impl ApiError {
             Self::InvalidCredentials => "The email or password is incorrect.",
             Self::InvalidToken => "The access token is missing, invalid or expired.",
             Self::InvalidRefreshToken => "The refresh token is invalid or expired.",
-            Self::CsrfRejected => "The request failed the cross-site request check.",
+            Self::CsrfRejected(check) => check.message(),
             Self::NotFound => "Not found.",
             Self::MethodNotAllowed => "This method is not allowed on this path.",
             Self::EmailTaken => "An account with this email already exists.",
@@ -132,7 +187,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: self.to_string(),
-            message: self.message().to_owned(),
+            message: self.message().into_owned(),
         }
     }
 
@@ -145,7 +200,7 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::LENGTH_REQUIRED => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::SERVICE_UNAVAILABLE => Self::ServiceUnavailable,
-            s if s.is_client_error() => Self::InvalidRequest,
+            s if s.is_client_error() => Self::invalid_request(),
             _ => Self::Internal,
         }
     }
@@ -172,6 +227,12 @@ impl poem::error::ResponseError for ApiError {
             }
             Self::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::ServiceUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(SERVICE_UNAVAILABLE_RETRY_SECS),
+                );
             }
             _ => {}
         }
@@ -242,7 +303,7 @@ pub mod codes {
 impl ApiError {
     /// Every error a client can see, with its flag from [`codes`] (405 is not per operation).
     pub const DOCUMENTED: [(u32, ApiError); 15] = [
-        (codes::INVALID_REQUEST, ApiError::InvalidRequest),
+        (codes::INVALID_REQUEST, ApiError::invalid_request()),
         (codes::INVALID_EMAIL, ApiError::InvalidEmail),
         (codes::WEAK_PASSWORD, ApiError::WeakPassword),
         (
@@ -252,7 +313,10 @@ impl ApiError {
         (codes::INVALID_CREDENTIALS, ApiError::InvalidCredentials),
         (codes::INVALID_TOKEN, ApiError::InvalidToken),
         (codes::INVALID_REFRESH_TOKEN, ApiError::InvalidRefreshToken),
-        (codes::CSRF_REJECTED, ApiError::CsrfRejected),
+        (
+            codes::CSRF_REJECTED,
+            ApiError::CsrfRejected(CsrfCheck::ForeignOrigin),
+        ),
         (codes::NOT_FOUND, ApiError::NotFound),
         (codes::EMAIL_TAKEN, ApiError::EmailTaken),
         (codes::PAYLOAD_TOO_LARGE, ApiError::PayloadTooLarge),
@@ -284,7 +348,9 @@ impl ApiError {
             415 => "The request body is not `application/json` (UTF-8).",
             429 => "Too many attempts: retry after the seconds in `Retry-After`.",
             500 => "An internal failure; the cause is in the server log, never in the response.",
-            503 => "The database cannot be reached; retry shortly.",
+            503 => {
+                "The database cannot be reached, or too many password checks are queued: retry after the seconds in `Retry-After`."
+            }
             _ => "Error.",
         }
     }
@@ -357,7 +423,7 @@ impl<const M: u32> ApiResponse for Errors<M> {
                             schema: String::schema_ref(),
                         });
                     }
-                    if status == 429 {
+                    if status == 429 || status == 503 {
                         headers.push(MetaHeader {
                             name: "Retry-After".into(),
                             description: Some("Seconds to wait before trying again.".into()),

@@ -1,5 +1,6 @@
 //! SeaORM entities of authd: one file per table.
 
+pub mod issuing_policy;
 pub mod prelude;
 pub mod refresh_tokens;
 pub mod revoked_sessions;

@@ -1,3 +1,4 @@
+pub use super::issuing_policy::Entity as IssuingPolicy;
 pub use super::refresh_tokens::Entity as RefreshTokens;
 pub use super::revoked_sessions::Entity as RevokedSessions;
 pub use super::security_events::Entity as SecurityEvents;

@@ -10,13 +10,41 @@
 //   missing): one tab refreshes, the others take the token it broadcasts.
 // - Logout tells the other tabs, which drop their tokens at once.
 // - `restore()` on page load recovers the session from the refresh cookie alone.
+// - Says what is wrong when the set-up is (see "Errors the client diagnoses" below).
 //
 //   const auth = createAuthClient({ baseUrl: 'https://auth.example.com' });
-//   auth.subscribe((s) => render(s));         // { status: 'unknown'|'logged_in'|'logged_out', ... }
+//   auth.subscribe((s) => render(s));         // { status: 'unknown'|'logged_in'|'logged_out',
+//                                             //   sessionId, expiresAt, error: {code, message}|null }
 //   await auth.restore();                     // page load: session from the cookie, if any
 //   await auth.login(email, password);
 //   const res = await auth.fetch('/me');      // relative to baseUrl; absolute URLs work too
 //   await auth.logout();
+//
+// Errors the client diagnoses itself. Each is an `AuthError` with one of these `.code`s, and
+// the last one is `state.error` ({ code, message }) until a token arrives, so the page can show
+// it. The first four are `.status` 0 and reject the call that met them (`login`, `refresh`,
+// `fetch`, `logout`; `restore` resolves false):
+// - `cors_refused`: a call to authd failed in the network layer (the browser tells the page
+//   only "Failed to fetch"), yet authd answers a no-cors probe of `/healthz` and not a CORS one:
+//   it refused this page's origin (and logs "CORS preflight refused"). Message: "authd at
+//   <baseUrl> refused this page's origin <origin> (CORS): add it to AUTHD_ALLOWED_ORIGINS".
+// - `unreachable`: the call failed and authd answers no probe either (down, wrong `baseUrl`).
+// - `network_error`: the call failed although authd answers this origin (a transient failure).
+// - `cookie_not_same_site`: `login()` refuses, before sending the password, when this page and
+//   authd are not on the same site (IPs compare exactly, names by their last two labels:
+//   `localhost` and `127.0.0.1` are two sites). The browser would not keep authd's
+//   SameSite=Strict refresh cookie: the page would show "logged in" until a reload or the next
+//   refresh silently logged the user out. Login fails rather than half-succeeds, so no session
+//   is opened whose refresh token nobody holds.
+// - `cookie_not_stored` (`.status` 401): the safety net for what that check cannot see (a public
+//   suffix such as github.io, blocked cookies, a Secure cookie over plain http): a refresh got a
+//   401 while the access token in hand still works on `/me`, so the session is alive and authd
+//   got no valid cookie; typically the first refresh after the login. Every tab logs out as for
+//   any 401 and `refresh()` resolves false as then, but with this error instead of silently. (A
+//   session ended elsewhere, or revoked for a stolen token's reuse, fails `/me` too: that stays
+//   a plain logout.)
+// A `restore()` that fails (any of the above, or an authd error) leaves the state `logged_out`
+// with the error, never `unknown` ("checking session…") for good, and tells no other tab.
 
 /** Thrown by `login` (and `fetch` with no session): `.status` and `.code` from authd. */
 export class AuthError extends Error {
@@ -50,12 +78,13 @@ export function createAuthClient(options) {
   const locks = (options.webLocks ?? true) && globalThis.navigator?.locks ? navigator.locks : null;
   const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null;
 
-  let token = null; // { accessToken, expiresAt (ms since epoch), sessionId }
+  let token = null; // { accessToken, issuedAt, expiresAt (ms since epoch), sessionId }
   let status = 'unknown';
   let version = 0; // bumps whenever `token` changes (here or from another tab)
   let epoch = 0; // bumps at every logout / session end: late refresh answers are discarded
   let inflight = null;
   let timer = null;
+  let problem = null; // { code, message }: the last failure the page should show
   const listeners = new Set();
 
   // ---- state ---------------------------------------------------------------------------------
@@ -65,7 +94,15 @@ export function createAuthClient(options) {
       status,
       sessionId: token?.sessionId ?? null,
       expiresAt: token?.expiresAt ?? null,
+      error: problem,
     };
+  }
+
+  /** Records `err` as `state.error`, tells the subscribers, and returns it. */
+  function report(err) {
+    problem = { code: err.code ?? null, message: err.message };
+    emit();
+    return err;
   }
 
   function emit() {
@@ -82,6 +119,7 @@ export function createAuthClient(options) {
 
   function setToken(t, { broadcast }) {
     token = t;
+    problem = null;
     bump();
     status = 'logged_in';
     schedule();
@@ -112,7 +150,11 @@ export function createAuthClient(options) {
     const delay = Math.max(0, refreshAt(token) - Date.now());
     timer = setTimeout(function tick() {
       // A network failure is not a logout: try again a little later.
-      refresh().catch(() => { if (status === 'logged_in') timer = setTimeout(tick, 5000); });
+      refresh().catch((e) => {
+        if (status !== 'logged_in') return;
+        report(e);
+        timer = setTimeout(tick, 5000);
+      });
     }, delay);
   }
 
@@ -141,6 +183,7 @@ export function createAuthClient(options) {
       }
     } else if (data.type === 'logout') {
       dropToken(data.reason, { broadcast: false });
+      if (data.reason === 'cookie_not_stored') report(cookieNotStored());
     } else if (data.type === 'claim') {
       peerClaims.set(data.id, Date.now());
     } else if (data.type === 'release') {
@@ -212,14 +255,52 @@ export function createAuthClient(options) {
 
   // ---- authd calls ---------------------------------------------------------------------------
 
-  function call(path, init = {}) {
-    return fetch(baseUrl + path, {
-      method: 'POST',
-      credentials: 'include',
-      cache: 'no-store',
-      ...init,
-      headers: { 'X-Requested-With': 'authd-client', ...init.headers },
-    });
+  async function call(path, init = {}) {
+    try {
+      return await fetch(baseUrl + path, {
+        method: 'POST',
+        credentials: 'include',
+        cache: 'no-store',
+        ...init,
+        headers: { 'X-Requested-With': 'authd-client', ...init.headers },
+      });
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e;
+      throw report(await diagnose(e));
+    }
+  }
+
+  // A fetch rejected: the browser does not say why (a CORS refusal and a closed port look the
+  // same to a page). Two probes of `/healthz` tell: a CORS GET (no preflight, no cookie) answers
+  // when authd allows this origin; a no-cors GET resolves (opaque) whenever authd answers at all.
+  async function diagnose(cause) {
+    const probe = (mode) =>
+      fetch(`${baseUrl}/healthz`, { mode, credentials: 'omit', cache: 'no-store' }).then(() => true, () => false);
+    const origin = globalThis.location?.origin ?? '(unknown)';
+    let err;
+    if (await probe('cors')) {
+      err = new AuthError(0, 'network_error', `a request to authd at ${baseUrl} failed (${cause.message}), though authd answers this page: try again`);
+    } else if (await probe('no-cors')) {
+      err = new AuthError(0, 'cors_refused', `authd at ${baseUrl} refused this page's origin ${origin} (CORS): add it to AUTHD_ALLOWED_ORIGINS`);
+    } else {
+      err = new AuthError(0, 'unreachable', `authd at ${baseUrl} is unreachable (${cause.message}): is it running, and is ${baseUrl} its address?`);
+    }
+    err.cause = cause;
+    return err;
+  }
+
+  // Whether authd still accepts the access token `t` (so its session has not ended).
+  async function sessionAlive(t) {
+    const res = await fetch(`${baseUrl}/me`, { headers: { Authorization: `Bearer ${t.accessToken}` }, cache: 'no-store' })
+      .catch(() => null);
+    return res?.ok === true;
+  }
+
+  function cookieNotStored() {
+    return new AuthError(401, 'cookie_not_stored',
+      `the refresh cookie did not stick: authd (${baseUrl}) got no valid refresh cookie although ` +
+      'the session is alive, so the browser did not store or did not send it. Serve the page and ' +
+      'authd from one site, over https (or both on localhost), with cookies allowed');
   }
 
   async function errorOf(res) {
@@ -229,6 +310,13 @@ export function createAuthClient(options) {
 
   /** Logs in (cookie delivery). Resolves to the new state; rejects with an AuthError. */
   async function login(email, password) {
+    const page = globalThis.location;
+    if (page?.hostname && !sameSite(page.hostname, new URL(baseUrl).hostname)) {
+      throw report(new AuthError(0, 'cookie_not_same_site',
+        `this page (${page.origin}) and authd (${baseUrl}) are not on the same site, so the browser ` +
+        'would not keep the refresh cookie and a reload would log you out: serve both from one site ' +
+        '(both on localhost or both on 127.0.0.1, or subdomains of one domain)'));
+    }
     const res = await call('/auth/login', {
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ email, password, delivery: 'cookie' }),
@@ -266,7 +354,11 @@ export function createAuthClient(options) {
       if (res.status === 401) {
         // No cookie, or the session ended (logout elsewhere, expiry, reuse detected): every tab
         // shares the cookie jar, so every tab is logged out.
-        dropToken('session_ended', { broadcast: status === 'logged_in' });
+        // Unless the session is alive (the access token still works): then authd got no cookie.
+        const cookieLost = token !== null && Date.now() < token.expiresAt && (await sessionAlive(token));
+        if (epoch !== seenEpoch) return false;
+        dropToken(cookieLost ? 'cookie_not_stored' : 'session_ended', { broadcast: status === 'logged_in' });
+        if (cookieLost) report(cookieNotStored());
         return false;
       }
       throw await errorOf(res);
@@ -276,8 +368,16 @@ export function createAuthClient(options) {
   /** Page load: recover the session from the refresh cookie alone. Resolves to true/false. */
   function restore() {
     return refresh().catch((e) => {
-      // authd unreachable: stay 'unknown' rather than claiming a logout.
+      // Whatever failed (authd refused this origin, is unreachable, answered an error), the
+      // page must not say "checking session…" for good: logged out here, with the reason. The
+      // other tabs are not told: their sessions may well be fine.
       console.warn('authd: could not restore the session', e);
+      if (status === 'unknown') {
+        problem = { code: e.code ?? null, message: e.message };
+        dropToken('restore_failed', { broadcast: false });
+      } else if (status === 'logged_out') {
+        report(e);
+      }
       return false;
     });
   }
@@ -330,6 +430,18 @@ export function createAuthClient(options) {
     /** The current access token, for handing to another library; keep it in memory only. */
     get accessToken() { return token?.accessToken ?? null; },
   };
+}
+
+// Whether two hostnames are one site as far as a SameSite cookie goes. IPs must be equal; names
+// compare by their last two labels (no public suffix list: `a.github.io` and `b.github.io` pass
+// here although they are two sites; the `cookie_not_stored` check catches those).
+function sameSite(a, b) {
+  const norm = (h) => h.toLowerCase().replace(/\.$/, '');
+  [a, b] = [norm(a), norm(b)];
+  const isIp = (h) => h.includes(':') || /^\d+(\.\d+){3}$/.test(h);
+  if (isIp(a) || isIp(b)) return a === b;
+  const site = (h) => h.split('.').slice(-2).join('.');
+  return site(a) === site(b);
 }
 
 function sleep(ms) {

@@ -5,7 +5,7 @@ use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::strict::{NewEmail, NewPassword, Optional, StrictString};
+use super::strict::{NewEmail, NewPassword, Nullable, Optional, StrictString};
 use super::{AppState, BearerAuth, BearerToken, RefreshCookie, Tag};
 use crate::error::codes::*;
 use crate::error::{ApiError, Errors};
@@ -135,15 +135,17 @@ impl poem_openapi::types::Example for TokenResponse {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct RefreshRequest {
-    /// The refresh token from a body-delivery login or refresh. Any string is accepted here:
-    /// every refresh-token failure, a malformed one included, answers the same 401.
-    pub refresh_token: StrictString,
+    /// The refresh token from a body-delivery login or refresh. Left out or `null` (as many
+    /// clients send when they have none), the body carries no refresh token and the cookie is
+    /// used (for logout: the access token or the cookie). Any string is accepted here: every
+    /// refresh-token failure, a malformed one included, answers the same 401.
+    pub refresh_token: Nullable<StrictString>,
 }
 
 impl poem_openapi::types::Example for RefreshRequest {
     fn example() -> Self {
         Self {
-            refresh_token: "q3Zx1bJ4o8mTn0yKc5VwR2dL7sEhA9uGfP6iQxWjN1Y".into(),
+            refresh_token: Nullable(Some("q3Zx1bJ4o8mTn0yKc5VwR2dL7sEhA9uGfP6iQxWjN1Y".into())),
         }
     }
 }
@@ -212,9 +214,12 @@ pub enum LoggedOut {
     #[oai(status = 204)]
     NoContent(
         /// Expires the refresh cookie: `__Host-refresh_token=; Max-Age=0; Path=/; HttpOnly;
-        /// Secure; SameSite=Strict`. Sent with every logout answer, errors included.
+        /// Secure; SameSite=Strict`. Sent whenever logout answers 204, except to a request from
+        /// a foreign page and when a cookie that failed the cross-site check was left unused.
+        /// No error answer carries it: a refused request never drops the cookie of a session
+        /// that may still be alive.
         #[oai(header = "Set-Cookie")]
-        String,
+        Option<String>,
     ),
 }
 
@@ -314,6 +319,13 @@ enum Presented {
     Cookie(String),
 }
 
+/// The refresh token carried by a body, if any: no body, `{}` and `{"refresh_token": null}`
+/// carry none.
+fn body_token(body: Option<RefreshRequest>) -> Option<String> {
+    body.and_then(|b| b.refresh_token.0)
+        .map(StrictString::into_inner)
+}
+
 /// The refresh token of a request: body, else cookie (CSRF-gated); both is an error.
 fn presented_refresh_token(
     state: &AppState,
@@ -321,15 +333,88 @@ fn presented_refresh_token(
     body: Option<RefreshRequest>,
 ) -> Result<Option<Presented>, ApiError> {
     let cookie = state.cookies.read(req).filter(|c| !c.is_empty());
-    match (body, cookie) {
+    match (body_token(body), cookie) {
         (Some(_), Some(_)) => Err(ApiError::AmbiguousRefreshToken),
-        (Some(b), None) => Ok(Some(Presented::Body(b.refresh_token.into_inner()))),
+        (Some(b), None) => Ok(Some(Presented::Body(b))),
         (None, Some(c)) => {
             state.origins.check_cookie_request(req)?;
             Ok(Some(Presented::Cookie(c)))
         }
         (None, None) => Ok(None),
     }
+}
+
+/// What a logout request carries.
+struct LogoutCredentials {
+    /// The claims of a live access token, if one came.
+    claims: Option<crate::tokens::AccessClaims>,
+    /// A refresh token from the body, or from a cookie that passed the cross-site check.
+    refresh: Option<String>,
+    /// False when a cookie came but is not used (it failed the cross-site check while a live
+    /// access token names the session): such a cookie must not be expired either.
+    cookie_usable: bool,
+}
+
+/// Gathers logout's credentials. A stale access token is no reason to ignore a refresh token
+/// that names a live session; a cookie that fails the cross-site check is refused (403) unless
+/// a live access token makes it unnecessary.
+fn logout_credentials(
+    state: &AppState,
+    req: &Request,
+    auth: &LogoutAuth,
+    body: Option<RefreshRequest>,
+) -> Result<LogoutCredentials, ApiError> {
+    let claims = match auth {
+        LogoutAuth::Bearer(bearer) => state.access.verify(&bearer.0.token).ok(),
+        _ => None,
+    };
+    let cookie = state.cookies.read(req).filter(|c| !c.is_empty());
+    let (refresh, cookie_usable) = match (body_token(body), cookie) {
+        (Some(_), Some(_)) => return Err(ApiError::AmbiguousRefreshToken),
+        (Some(b), None) => (Some(b), true),
+        (None, Some(c)) => match state.origins.check_cookie_request(req) {
+            Ok(()) => (Some(c), true),
+            Err(_) if claims.is_some() => (None, false),
+            Err(e) => return Err(e),
+        },
+        (None, None) => (None, true),
+    };
+    Ok(LogoutCredentials {
+        claims,
+        refresh,
+        cookie_usable,
+    })
+}
+
+/// Ends the sessions a logout `scope` covers, seen from `session_id`.
+async fn end_by_scope(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+    scope: LogoutScope,
+    now: i64,
+    meta: &crate::store::ClientMeta,
+) -> Result<Vec<crate::store::EndedSession>, ApiError> {
+    let mut ended = Vec::new();
+    if matches!(scope, LogoutScope::Local | LogoutScope::Global) {
+        let one = SessionScope::One(session_id.to_owned());
+        ended.extend(
+            state
+                .store
+                .end_sessions(user_id, one, EndReason::Logout, now, meta)
+                .await?,
+        );
+    }
+    if matches!(scope, LogoutScope::Others | LogoutScope::Global) {
+        let others = SessionScope::AllExcept(session_id.to_owned());
+        ended.extend(
+            state
+                .store
+                .end_sessions(user_id, others, EndReason::Revoked, now, meta)
+                .await?,
+        );
+    }
+    Ok(ended)
 }
 
 /// Register, log in, refresh, log out, change the password.
@@ -568,12 +653,14 @@ impl AuthApi {
                 presented: presented.hash(),
                 successor: Successor {
                     hash: successor.hash(),
-                    sealed: presented.seal(&successor),
+                    sealed: presented.seal(&successor).map_err(|e| {
+                        tracing::error!(error = %e, "refresh refused");
+                        ApiError::Internal
+                    })?,
                 },
                 now: state.clock.now(),
                 idle_secs: state.settings.refresh_idle_secs,
                 grace_secs: state.settings.reuse_grace_secs,
-                horizon: state.token_horizon(),
                 meta: meta.clone(),
             })
             .await?;
@@ -619,9 +706,13 @@ impl AuthApi {
     /// Ends sessions: `scope=local` (default) this one, `others` every other session of the
     /// user, `global` all of them. The caller is identified by an access token, or by a refresh
     /// token in the body or the cookie (cookie-borne requests need `X-Requested-With` and an
-    /// allowed `Origin`). Ended sessions' access tokens stop working at once. Every answer,
-    /// errors included, expires the refresh cookie. A refresh token that is unknown or already
-    /// ended is not an error: the session is gone either way.
+    /// allowed `Origin`). A request that carries any credential naming a live session ends
+    /// that session, even when another credential it carries is stale: logout never fails
+    /// open. Ended sessions' access tokens stop working at once. A refresh token that is
+    /// unknown or already ended is not an error: the session is gone either way. The 204
+    /// expires the refresh cookie; an error never does, so a refused request (a malformed
+    /// body, a failed cross-site check) leaves the browser the credential of a session that
+    /// is still alive.
     #[oai(path = "/auth/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
@@ -648,64 +739,43 @@ impl AuthApi {
             },
         >,
     > {
-        let scope = scope.0.unwrap_or_default();
-        let meta = state.client_meta(req);
         let now = state.clock.now();
-        let (user_id, session_id, current) = if let LogoutAuth::Bearer(bearer) = auth {
-            let claims = state
-                .access
-                .verify(&bearer.0.token)
-                .map_err(|_| ApiError::InvalidToken)?;
-            (claims.sub, claims.sid, true)
-        } else {
-            let raw = match presented_refresh_token(&state, req, body.0)? {
-                Some(Presented::Body(t) | Presented::Cookie(t)) => t,
-                None => return Err(ApiError::InvalidToken.into()),
-            };
-            let found = match RefreshToken::parse(&raw) {
-                Some(t) => state.store.session_of_token(t.hash(), now).await?,
-                None => None,
-            };
-            match found {
-                Some((session, current)) => (session.user_id, session.id, current),
-                None => return Ok(LoggedOut::NoContent(state.cookies.expire())),
-            }
+        let creds = logout_credentials(&state, req, &auth, body.0)?;
+        let found = match creds.refresh.as_deref().and_then(RefreshToken::parse) {
+            Some(t) => state.store.session_of_token(t.hash(), now).await?,
+            None => None,
         };
-        // A rotated refresh token proves less than the current one: it ends only its own session.
-        let scope = if current { scope } else { LogoutScope::Local };
-        let mut ended = Vec::new();
-        if matches!(scope, LogoutScope::Local | LogoutScope::Global) {
+        // A page elsewhere must never drop this browser's cookie (browsers apply a Set-Cookie
+        // even to such answers); neither may a request whose cookie was left unused.
+        let foreign = state.origins.check_origin(req).is_err();
+        let expire = (!foreign && creds.cookie_usable).then(|| state.cookies.expire());
+        // The access token decides whose sessions `scope` covers. Without a live one, the
+        // refresh token does; a rotated one proves less than the current one and ends only its
+        // own session.
+        let (user_id, session_id, scope) = match (&creds.claims, &found) {
+            (Some(c), _) => (c.sub.clone(), c.sid.clone(), scope.0.unwrap_or_default()),
+            (None, Some((s, current))) => {
+                let scope = scope.0.unwrap_or_default();
+                let scope = if *current { scope } else { LogoutScope::Local };
+                (s.user_id.clone(), s.id.clone(), scope)
+            }
+            (None, None) if creds.refresh.is_some() => return Ok(LoggedOut::NoContent(expire)),
+            (None, None) => return Err(ApiError::InvalidToken.into()),
+        };
+        let meta = state.client_meta(req);
+        let mut ended = end_by_scope(&state, &user_id, &session_id, scope, now, &meta).await?;
+        // A refresh token that names another live session than the access token: end it too.
+        if let Some((s, _)) = found.filter(|(s, _)| s.id != session_id) {
+            let one = SessionScope::One(s.id.clone());
             ended.extend(
                 state
                     .store
-                    .end_sessions(
-                        &user_id,
-                        SessionScope::One(session_id.clone()),
-                        EndReason::Logout,
-                        now,
-                        state.token_horizon(),
-                        &meta,
-                    )
-                    .await?,
-            );
-        }
-        if matches!(scope, LogoutScope::Others | LogoutScope::Global) {
-            ended.extend(
-                state
-                    .store
-                    .end_sessions(
-                        &user_id,
-                        SessionScope::AllExcept(session_id),
-                        EndReason::Revoked,
-                        now,
-                        state.token_horizon(),
-                        &meta,
-                    )
+                    .end_sessions(&s.user_id, one, EndReason::Logout, now, &meta)
                     .await?,
             );
         }
         state.revoke_in_memory(&ended, "logout");
-        Ok(LoggedOut::NoContent(state.cookies.expire()))
+        Ok(LoggedOut::NoContent(expire))
     }
 
     /// Change the password
@@ -765,14 +835,7 @@ impl AuthApi {
         let meta = state.client_meta(req);
         let ended = state
             .store
-            .change_password(
-                &user.id,
-                &claims.sid,
-                hash,
-                state.clock.now(),
-                state.token_horizon(),
-                &meta,
-            )
+            .change_password(&user.id, &claims.sid, hash, state.clock.now(), &meta)
             .await?;
         state.revoke_in_memory(&ended, "password_change");
         Ok(NoContent::Done)

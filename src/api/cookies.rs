@@ -8,7 +8,7 @@
 use poem::Request;
 use poem::http::header;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, CsrfCheck};
 
 /// How the server names and marks its cookies.
 #[derive(Debug, Clone)]
@@ -112,14 +112,14 @@ impl OriginPolicy {
             .map(|v| v.to_str().unwrap_or("null"));
         match origin {
             Some(o) if self.is_own(o, req) || self.is_allowed_cross_origin(o) => Ok(()),
-            Some(_) => Err(ApiError::CsrfRejected),
+            Some(_) => Err(ApiError::CsrfRejected(CsrfCheck::ForeignOrigin)),
             None => {
                 let site = req
                     .headers()
                     .get("sec-fetch-site")
                     .and_then(|v| v.to_str().ok());
                 if site.is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
-                    Err(ApiError::CsrfRejected)
+                    Err(ApiError::CsrfRejected(CsrfCheck::CrossSiteFetch))
                 } else {
                     Ok(())
                 }
@@ -130,7 +130,7 @@ impl OriginPolicy {
     /// The full gate for requests that carry the refresh cookie.
     pub fn check_cookie_request(&self, req: &Request) -> Result<(), ApiError> {
         if !req.headers().contains_key("x-requested-with") {
-            return Err(ApiError::CsrfRejected);
+            return Err(ApiError::CsrfRejected(CsrfCheck::MissingRequestedWith));
         }
         self.check_origin(req)
     }

@@ -9,7 +9,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::OperationId;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, CsrfCheck};
 
 /// Largest accepted request body, in bytes: ample for a 1024-character password in JSON.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -33,17 +33,29 @@ pub async fn guard<E: Endpoint>(
     let method = req.method().clone();
     let started = Instant::now();
     let request_id = request_id(&req);
-    // A logout from a foreign page (by Origin or Sec-Fetch-Site) must not drop the browser's
-    // cookie, whatever its outcome: see below. Only logout needs to know.
-    let foreign_logout = path == "/auth/logout" && state.origins.check_origin(&req).is_err();
 
     let mut operation = None;
+    let preflight_from = (req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD))
+    .then(|| req.headers().get(header::ORIGIN))
+    .flatten()
+    .map(|o| o.to_str().unwrap_or("(not text)").to_owned());
     let mut resp = if req.method() == Method::OPTIONS && origin.is_some() {
         preflight()
+    } else if let Some(foreign) = preflight_from {
+        // A browser asks before a cross-origin call from a page authd does not allow. Without
+        // this answer the page sees only "Failed to fetch" and the log a bare 405.
+        tracing::warn!(
+            origin = %foreign,
+            "CORS preflight refused: this origin is not in AUTHD_ALLOWED_ORIGINS"
+        );
+        ApiError::CsrfRejected(CsrfCheck::ForeignOrigin).into_response()
     } else {
         match check_body(&mut req).await {
             Err(e) => e.into_response(),
-            Ok(()) => match ep.call(req).await {
+            Ok(body) => match ep.call(req).await {
                 Ok(r) => {
                     let r = r.into_response();
                     operation = r.data::<OperationId>().map(|o| o.0);
@@ -51,7 +63,7 @@ pub async fn guard<E: Endpoint>(
                 }
                 Err(err) => {
                     operation = err.data::<OperationId>().map(|o| o.0);
-                    error_response(err)
+                    error_response(err, &path, &method, &body)
                 }
             },
         }
@@ -110,23 +122,12 @@ pub async fn guard<E: Endpoint>(
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
     }
-    // Every logout answer expires the cookie, except the answers to requests from a foreign
-    // page (a 403 csrf_rejected, or a 401/415 to a cross-site form POST that carried no cookie):
-    // browsers apply a Set-Cookie even on those, so obeying would let any site log the browser
-    // out.
-    if path == "/auth/logout"
-        && !foreign_logout
-        && status != StatusCode::FORBIDDEN.as_u16()
-        && !headers.contains_key(header::SET_COOKIE)
-        && let Ok(v) = HeaderValue::from_str(&state.cookies.expire())
-    {
-        headers.append(header::SET_COOKIE, v);
-    }
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         // RFC 9110: a 405 lists the methods the path supports.
-        if let Some(allow) = super::spec::allowed_methods(&path) {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        if let Some(allow) =
+            super::spec::allowed_methods(&path).and_then(|a| HeaderValue::from_str(&a).ok())
+        {
+            resp.headers_mut().insert(header::ALLOW, allow);
         }
     }
     Ok(resp)
@@ -166,13 +167,17 @@ fn preflight() -> Response {
 }
 
 /// Refuses oversized bodies (by `Content-Length`, and by counting when it is absent) and
-/// non-JSON bodies, before any handler parses or hashes anything.
-async fn check_body(req: &mut Request) -> Result<(), ApiError> {
+/// non-JSON bodies, before any handler parses or hashes anything. Returns the body (a cheap
+/// handle), kept to explain a parse failure.
+async fn check_body(req: &mut Request) -> Result<bytes::Bytes, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.parse::<usize>().map_err(|_| ApiError::InvalidRequest))
+        .map(|v| {
+            v.parse::<usize>()
+                .map_err(|_| ApiError::invalid("the Content-Length header is not a number"))
+        })
         .transpose()?;
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge);
@@ -183,7 +188,7 @@ async fn check_body(req: &mut Request) -> Result<(), ApiError> {
         .await
         .map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge,
-            _ => ApiError::InvalidRequest,
+            _ => ApiError::invalid("the body could not be read"),
         })?;
     if bytes.is_empty() {
         // An empty body stands for "no body" whatever its content type; poem-openapi wants a
@@ -209,21 +214,35 @@ async fn check_body(req: &mut Request) -> Result<(), ApiError> {
         // Every request body of the API is a JSON object (see the spec): a bare `null` is not a
         // way to say "no body" (send none).
         if bytes.trim_ascii() == b"null" {
-            return Err(ApiError::InvalidRequest);
+            return Err(ApiError::invalid(
+                "the body is `null`: send a JSON object, or no body at all",
+            ));
         }
     }
-    req.set_body(bytes);
-    Ok(())
+    req.set_body(bytes.clone());
+    Ok(bytes)
 }
 
 /// Every error becomes the JSON error body. Our own errors carry their response; poem's are
-/// mapped by status so their text (which may quote internals) never reaches the client.
-fn error_response(err: poem::Error) -> Response {
+/// mapped by status so their text (which may quote internals or the request's values) never
+/// reaches the client. A refused parameter or body is named (see [`super::diagnose`]).
+fn error_response(err: poem::Error, path: &str, method: &Method, body: &[u8]) -> Response {
+    use poem_openapi::error::{ParseParamError, ParsePathError, ParseRequestPayloadError};
     if err.is::<ApiError>() {
         return err.into_response();
     }
     let status = err.status();
-    let api = ApiError::from_status(status);
+    let api = if let Some(p) = err.downcast_ref::<ParseParamError>() {
+        ApiError::invalid(format!("the parameter `{}` is not valid", p.name))
+    } else if let Some(p) = err.downcast_ref::<ParsePathError>() {
+        ApiError::invalid(format!("the path segment `{}` is not valid", p.name))
+    } else if err.is::<ParseRequestPayloadError>() {
+        let method = method.as_str().to_ascii_lowercase();
+        super::diagnose::body_problem(super::spec::published(), path, &method, body)
+            .map_or_else(ApiError::invalid_request, ApiError::invalid)
+    } else {
+        ApiError::from_status(status)
+    };
     if status.is_server_error() {
         tracing::error!(error = %err, "unhandled error");
     } else {

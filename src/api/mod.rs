@@ -14,6 +14,7 @@ use crate::tokens::{AccessClaims, AccessTokens, KeySet, RevokedSet};
 
 pub mod auth;
 pub mod cookies;
+pub mod diagnose;
 pub mod guard;
 pub mod health;
 pub mod keys;
@@ -97,11 +98,6 @@ impl AppState {
             tracing::warn!(operation, key_kind = "client", "rate limited");
             ApiError::RateLimited { retry_after_secs }
         })
-    }
-
-    /// Until when an access token signed now may verify.
-    pub fn token_horizon(&self) -> i64 {
-        self.access.horizon_from(self.clock.now())
     }
 
     /// Where the request came from. `X-Forwarded-For` is read only with `AUTHD_TRUST_PROXY`.

@@ -171,7 +171,6 @@ impl SessionsApi {
                 SessionScope::One(id.0),
                 reason,
                 state.clock.now(),
-                state.token_horizon(),
                 &state.client_meta(req),
             )
             .await?;

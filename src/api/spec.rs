@@ -23,7 +23,6 @@ pub fn document() -> Value {
     jwk_example(&mut doc);
     for op in operations(&mut doc) {
         public_operations_say_so(op);
-        logout_always_expires_the_cookie(op);
         for (_, resp) in op
             .get_mut("responses")
             .and_then(Value::as_mapping_mut)
@@ -61,45 +60,49 @@ pub fn swagger_ui_html() -> String {
     html.replacen(&embedded, &json(), 1)
 }
 
-/// The `Allow` header for a 405 on `path`: the methods the spec documents there, if it is one
-/// of the spec's paths.
-pub fn allowed_methods(path: &str) -> Option<&'static str> {
-    static TABLE: std::sync::OnceLock<Vec<(Vec<String>, String)>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let doc = document();
-        let paths = doc
-            .get("paths")
-            .and_then(Value::as_mapping)
-            .cloned()
-            .unwrap_or_default();
-        paths
-            .iter()
-            .filter_map(|(template, item)| {
-                let template = template.as_str()?;
-                let methods: Vec<String> = item
-                    .as_mapping()?
-                    .keys()
-                    .filter_map(Value::as_str)
-                    .filter(|m| METHODS.contains(m))
-                    .map(str::to_ascii_uppercase)
-                    .collect();
-                Some((
-                    template.split('/').map(str::to_owned).collect(),
-                    methods.join(", "),
-                ))
-            })
-            .collect()
-    });
+/// The finished document as JSON, built once (the guard reads it to explain a 400 and to list
+/// the methods of a 405).
+pub fn published() -> &'static serde_json::Value {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| serde_json::from_str(&json()).unwrap_or_default())
+}
+
+/// The path item of the spec whose template matches `path` (`/auth/sessions/{id}` matches
+/// `/auth/sessions/abc`).
+fn path_item<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     let segments: Vec<&str> = path.split('/').collect();
-    table
+    doc.get("paths")?
+        .as_object()?
         .iter()
         .find(|(template, _)| {
+            let template: Vec<&str> = template.split('/').collect();
             template.len() == segments.len()
                 && template.iter().zip(&segments).all(|(t, s)| {
                     t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
                 })
         })
-        .map(|(_, methods)| methods.as_str())
+        .map(|(_, item)| item)
+}
+
+/// The operation at `path` for `method` (lower-case), if the spec has one.
+pub fn operation<'a>(
+    doc: &'a serde_json::Value,
+    path: &str,
+    method: &str,
+) -> Option<&'a serde_json::Value> {
+    path_item(doc, path)?.get(method)
+}
+
+/// The `Allow` header for a 405 on `path`: the methods the spec documents there, if it is one
+/// of the spec's paths.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let item = path_item(published(), path)?.as_object()?;
+    let methods: Vec<String> = item
+        .keys()
+        .filter(|m| METHODS.contains(&m.as_str()))
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
+    Some(methods.join(", "))
 }
 
 fn operations(doc: &mut Value) -> impl Iterator<Item = &mut Mapping> {
@@ -140,41 +143,6 @@ fn jwk_example(doc: &mut Value) {
 fn public_operations_say_so(op: &mut Mapping) {
     if !op.contains_key("security") {
         op.insert("security".into(), Value::Sequence(Vec::new()));
-    }
-}
-
-/// Logout's errors expire the refresh cookie too (the request guard adds the header): document
-/// its `Set-Cookie` on every logout response, not only on the 204, except the 403
-/// `csrf_rejected` (a foreign page must not be able to drop the browser's cookie; the other
-/// answers to a foreign page's request omit it too, which a spec cannot express per origin).
-fn logout_always_expires_the_cookie(op: &mut Mapping) {
-    if op.get("operationId").and_then(Value::as_str) != Some("logout") {
-        return;
-    }
-    let Some(responses) = op.get_mut("responses").and_then(Value::as_mapping_mut) else {
-        return;
-    };
-    let Some(cookie) = responses
-        .get("204")
-        .and_then(|r| r.get("headers"))
-        .and_then(|h| h.get("SET-COOKIE").or_else(|| h.get("Set-Cookie")))
-        .cloned()
-    else {
-        return;
-    };
-    for (status, resp) in responses.iter_mut() {
-        let Some(resp) = resp.as_mapping_mut() else {
-            continue;
-        };
-        if matches!(status.as_str(), Some("204" | "403")) {
-            continue;
-        }
-        let headers = resp
-            .entry("headers".into())
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
-        if let Some(headers) = headers.as_mapping_mut() {
-            headers.insert("Set-Cookie".into(), cookie.clone());
-        }
     }
 }
 
@@ -370,8 +338,10 @@ mod tests {
             .as_object()
             .unwrap()
         {
+            // Only an answer that ended the session (or found its token dead) expires the
+            // cookie: an error never drops the credential of a session that may be alive.
             let documented = resp["headers"]["Set-Cookie"].is_object();
-            assert_eq!(documented, status != "403", "logout {status}");
+            assert_eq!(documented, status == "204", "logout {status}");
         }
         let unauthorized = &doc["paths"]["/me"]["get"]["responses"]["401"];
         assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
@@ -390,9 +360,12 @@ mod tests {
 
     #[test]
     fn a_405_names_the_allowed_methods() {
-        assert_eq!(allowed_methods("/auth/login"), Some("POST"));
-        assert_eq!(allowed_methods("/auth/sessions/abc"), Some("DELETE"));
-        assert_eq!(allowed_methods("/me"), Some("GET"));
+        assert_eq!(allowed_methods("/auth/login").as_deref(), Some("POST"));
+        assert_eq!(
+            allowed_methods("/auth/sessions/abc").as_deref(),
+            Some("DELETE")
+        );
+        assert_eq!(allowed_methods("/me").as_deref(), Some("GET"));
         assert_eq!(allowed_methods("/auth/sessions/"), None);
         assert_eq!(allowed_methods("/nope"), None);
     }

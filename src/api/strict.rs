@@ -200,6 +200,70 @@ impl<T: ToJSON> ToJSON for Optional<T> {
     }
 }
 
+/// An optional field that may also be sent as `null`, which means the same as leaving it out;
+/// its schema says `nullable: true`. For the few fields that clients and SDK generators are
+/// known to send as `null` when they have no value (`refresh_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T: Type> Type for Nullable<T> {
+    const IS_REQUIRED: bool = false;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        format!("nullable_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        match T::schema_ref() {
+            MetaSchemaRef::Inline(mut schema) => {
+                schema.nullable = true;
+                MetaSchemaRef::Inline(schema)
+            }
+            reference => reference,
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(Type::as_raw_value)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(value) => value.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<T: ParseFromJSON> ParseFromJSON for Nullable<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            None | Some(Value::Null) => Ok(Self(None)),
+            Some(value) => T::parse_from_json(Some(value))
+                .map(|v| Self(Some(v)))
+                .map_err(ParseError::propagate),
+        }
+    }
+}
+
+impl<T: ToJSON> ToJSON for Nullable<T> {
+    fn to_json(&self) -> Option<Value> {
+        self.0.as_ref().and_then(ToJSON::to_json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +320,23 @@ mod tests {
         );
         assert!(Optional::<StrictString>::parse_from_json(Some(Value::Null)).is_err());
         assert!(Optional::<StrictString>::parse_from_json(Some(Value::from(1))).is_err());
+    }
+
+    #[test]
+    fn nullable_fields_take_null_as_left_out_and_say_so_in_the_schema() {
+        for absent in [None, Some(Value::Null)] {
+            assert!(
+                Nullable::<StrictString>::parse_from_json(absent)
+                    .unwrap()
+                    .0
+                    .is_none()
+            );
+        }
+        assert!(Nullable::<StrictString>::parse_from_json(Some(Value::from(1))).is_err());
+        match Nullable::<StrictString>::schema_ref() {
+            MetaSchemaRef::Inline(schema) => assert!(schema.nullable),
+            MetaSchemaRef::Reference(r) => panic!("inline schema expected, got {r}"),
+        }
     }
 
     #[test]

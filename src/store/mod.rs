@@ -18,12 +18,14 @@ use crate::config::DbConfig;
 
 mod events;
 mod keys;
+mod policy;
 mod prune;
 mod rotation;
 mod sessions;
 mod users;
 
 pub use events::{EventKind, SecurityEvent};
+pub use policy::IssuingPolicy;
 pub use prune::Pruned;
 pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
 pub use sessions::{ClientMeta, EndReason, EndedSession, NewSession, SessionInfo, SessionScope};

@@ -25,15 +25,11 @@ pub struct Pruned {
 }
 
 impl Store {
-    /// One pruning pass at `now`.
-    pub async fn prune(
-        &self,
-        now: i64,
-        grace_secs: i64,
-        key_overlap_secs: i64,
-    ) -> Result<Pruned, StoreError> {
-        self.prune_with_progress(now, grace_secs, key_overlap_secs, |_| {})
-            .await
+    /// One pruning pass at `now`. The grace window and the key overlap come from the recorded
+    /// issuing policy, never from the caller's settings: a prune run from any shell keeps every
+    /// sealed successor and retired key a running server may still need.
+    pub async fn prune(&self, now: i64) -> Result<Pruned, StoreError> {
+        self.prune_with_progress(now, |_| {}).await
     }
 
     /// [`prune`](Self::prune), calling `progress` with the running totals after each batch
@@ -41,10 +37,11 @@ impl Store {
     pub async fn prune_with_progress(
         &self,
         now: i64,
-        grace_secs: i64,
-        key_overlap_secs: i64,
         progress: impl Fn(&Pruned),
     ) -> Result<Pruned, StoreError> {
+        let policy = self.issuing_policy().await?;
+        let grace_secs = policy.reuse_grace_secs;
+        let key_overlap_secs = policy.key_overlap_secs();
         let mut out = Pruned::default();
         loop {
             let ids: Vec<String> = sessions::Entity::find()

@@ -45,8 +45,6 @@ pub struct RotateRequest {
     /// The session's idle limit, from now.
     pub idle_secs: i64,
     pub grace_secs: i64,
-    /// Until when the session's access tokens must be refused if reuse ends it.
-    pub horizon: i64,
     pub meta: ClientMeta,
 }
 
@@ -445,7 +443,6 @@ async fn settle_rotated(
                 &SessionScope::One(session.id.clone()),
                 EndReason::Reused,
                 request.now,
-                request.horizon,
                 &request.meta,
             )
             .await?;
@@ -566,12 +563,11 @@ mod tests {
             presented: t.hash(),
             successor: Successor {
                 hash: next.hash(),
-                sealed: t.seal(&next),
+                sealed: t.seal(&next).expect("seal"),
             },
             now,
             idle_secs: 3600,
             grace_secs: 10,
-            horizon: now + 300,
             meta: ClientMeta::default(),
         };
         (request, next)

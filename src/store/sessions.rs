@@ -102,6 +102,9 @@ impl EndReason {
     }
 }
 
+/// Sessions ended per statement (the event insert binds 6 parameters per session).
+const END_CHUNK: usize = 1000;
+
 /// A session that just ended; its access tokens must be refused until `horizon`.
 #[derive(Debug, Clone)]
 pub struct EndedSession {
@@ -163,18 +166,17 @@ impl Store {
     }
 
     /// Ends the user's sessions in `scope`, records an event for each and adds them to the
-    /// revoked list until `horizon`. Returns the sessions that ended.
+    /// revoked list until the recorded policy's horizon. Returns the sessions that ended.
     pub async fn end_sessions(
         &self,
         user_id: &str,
         scope: SessionScope,
         reason: EndReason,
         now: i64,
-        horizon: i64,
         meta: &ClientMeta,
     ) -> Result<Vec<EndedSession>, StoreError> {
         let (txn, _gate) = self.begin_write().await?;
-        let ended = end_sessions_in(&txn, user_id, &scope, reason, now, horizon, meta).await?;
+        let ended = end_sessions_in(&txn, user_id, &scope, reason, now, meta).await?;
         txn.commit().await?;
         Ok(ended)
     }
@@ -206,7 +208,6 @@ impl Store {
         keep_session: &str,
         password_hash: String,
         now: i64,
-        horizon: i64,
         meta: &ClientMeta,
     ) -> Result<Vec<EndedSession>, StoreError> {
         let (txn, _gate) = self.begin_write().await?;
@@ -231,7 +232,6 @@ impl Store {
             &SessionScope::AllExcept(keep_session.to_owned()),
             EndReason::PasswordChanged,
             now,
-            horizon,
             meta,
         )
         .await?;
@@ -246,7 +246,6 @@ impl Store {
         email: &str,
         disabled: bool,
         now: i64,
-        horizon: i64,
     ) -> Result<Option<Vec<EndedSession>>, StoreError> {
         let (txn, _gate) = self.begin_write().await?;
         let Some(user) = users::Entity::find()
@@ -270,7 +269,6 @@ impl Store {
                 &SessionScope::All,
                 EndReason::Operator,
                 now,
-                horizon,
                 &meta,
             )
             .await?
@@ -326,7 +324,6 @@ pub(super) async fn end_sessions_in<C: ConnectionTrait>(
     scope: &SessionScope,
     reason: EndReason,
     now: i64,
-    horizon: i64,
     meta: &ClientMeta,
 ) -> Result<Vec<EndedSession>, StoreError> {
     // No stored id holds a NUL (Postgres text cannot), and Postgres rejects one in a parameter
@@ -355,26 +352,36 @@ pub(super) async fn end_sessions_in<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    // Refresh tokens go with their session (ON DELETE CASCADE).
-    sessions::Entity::delete_many()
-        .filter(sessions::Column::Id.is_in(ids.clone()))
-        .exec(db)
+    // Whoever ends the session, its entry lasts as long as the recorded policy says any of its
+    // access tokens may verify.
+    let horizon = super::policy::read(db).await?.revocation_horizon(now);
+    // In chunks: one statement per chunk keeps every statement under the databases' limits on
+    // bound parameters (SQLite 32,766; Postgres 65,535), whatever the number of sessions.
+    for chunk in ids.chunks(END_CHUNK) {
+        // Refresh tokens go with their session (ON DELETE CASCADE).
+        sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.is_in(chunk.iter().cloned()))
+            .exec(db)
+            .await?;
+        revoked_sessions::Entity::insert_many(chunk.iter().map(|id| {
+            revoked_sessions::ActiveModel {
+                id: NotSet,
+                session_id: Set(id.clone()),
+                user_id: Set(user_id.to_owned()),
+                revoked_at: Set(now),
+                expires_at: Set(horizon),
+            }
+        }))
+        .exec_without_returning(db)
         .await?;
-    revoked_sessions::Entity::insert_many(ids.iter().map(|id| revoked_sessions::ActiveModel {
-        id: NotSet,
-        session_id: Set(id.clone()),
-        user_id: Set(user_id.to_owned()),
-        revoked_at: Set(now),
-        expires_at: Set(horizon),
-    }))
-    .exec_without_returning(db)
-    .await?;
-    security_events::Entity::insert_many(
-        ids.iter()
-            .map(|id| super::events::row(user_id, reason.event(), now, Some(id), meta)),
-    )
-    .exec_without_returning(db)
-    .await?;
+        security_events::Entity::insert_many(
+            chunk
+                .iter()
+                .map(|id| super::events::row(user_id, reason.event(), now, Some(id), meta)),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
     Ok(ids
         .into_iter()
         .map(|session_id| EndedSession {

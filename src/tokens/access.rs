@@ -240,15 +240,4 @@ impl AccessTokens {
             .map_err(|_| TokenError::Invalid)?;
         Ok(data.claims)
     }
-
-    /// Lifetime of new tokens, in seconds.
-    pub fn ttl_secs(&self) -> i64 {
-        self.ttl_secs
-    }
-
-    /// Until when (unix seconds) a token signed now may still verify: the horizon of a
-    /// revoked-session entry or a retired key.
-    pub fn horizon_from(&self, now: i64) -> i64 {
-        now + self.ttl_secs + self.leeway_secs
-    }
 }

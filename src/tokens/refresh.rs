@@ -12,6 +12,11 @@ pub const ENCODED_LEN: usize = 43;
 
 const SEAL_CONTEXT: &[u8] = b"authd/refresh-successor-seal/v1\0";
 
+/// Sealing a successor failed (the AEAD refused): the rotation must not go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("sealing the successor refresh token failed")]
+pub struct SealError;
+
 /// A refresh token as the client holds it. `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken(String);
@@ -50,28 +55,28 @@ impl RefreshToken {
         Sha256::digest(self.0.as_bytes()).to_vec()
     }
 
-    fn seal_key(&self) -> LessSafeKey {
+    fn seal_key(&self) -> Result<LessSafeKey, SealError> {
         let mut h = Sha256::new();
         h.update(SEAL_CONTEXT);
         h.update(self.0.as_bytes());
         let key = h.finalize();
-        // A 32-byte key is always valid for ChaCha20-Poly1305.
-        LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap_or_else(|_| unreachable!()),
-        )
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &key).map_err(|_| SealError)?;
+        Ok(LessSafeKey::new(key))
     }
 
     /// Seals `successor` under a key derived from this (parent) token. Each parent seals
-    /// exactly one successor, once, so the fixed nonce never repeats under a key.
-    pub fn seal(&self, successor: &RefreshToken) -> Vec<u8> {
+    /// exactly one successor, once, so the fixed nonce never repeats under a key. Fails closed:
+    /// on any error there is no sealed value at all, never the successor in the clear.
+    pub fn seal(&self, successor: &RefreshToken) -> Result<Vec<u8>, SealError> {
         let mut buf = successor.0.as_bytes().to_vec();
-        // Sealing a short buffer cannot fail with a valid key.
-        let _ = self.seal_key().seal_in_place_append_tag(
+        match self.seal_key()?.seal_in_place_append_tag(
             Nonce::assume_unique_for_key([0u8; 12]),
             Aad::from(self.hash()),
             &mut buf,
-        );
-        buf
+        ) {
+            Ok(()) => Ok(buf),
+            Err(_) => Err(SealError),
+        }
     }
 
     /// Opens what [`seal`](Self::seal) produced with this parent; `None` if it was not.
@@ -79,6 +84,7 @@ impl RefreshToken {
         let mut buf = sealed.to_vec();
         let plain = self
             .seal_key()
+            .ok()?
             .open_in_place(
                 Nonce::assume_unique_for_key([0u8; 12]),
                 Aad::from(self.hash()),
@@ -151,7 +157,7 @@ mod tests {
         let parent = RefreshToken::mint().unwrap_or_else(|_| unreachable!());
         let other = RefreshToken::mint().unwrap_or_else(|_| unreachable!());
         let child = RefreshToken::mint().unwrap_or_else(|_| unreachable!());
-        let sealed = parent.seal(&child);
+        let sealed = parent.seal(&child).unwrap_or_else(|_| unreachable!());
         assert!(
             !sealed
                 .windows(10)

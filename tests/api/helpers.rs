@@ -233,11 +233,7 @@ impl TestApp {
     /// Runs one pruning pass at the test clock's time.
     pub async fn prune(&self) -> authd::store::Pruned {
         let s = self.state();
-        let overlap = self.cfg.access_ttl_secs + self.cfg.leeway_secs;
-        s.store
-            .prune(s.clock.now(), self.cfg.reuse_grace_secs, overlap)
-            .await
-            .expect("prune")
+        s.store.prune(s.clock.now()).await.expect("prune")
     }
 }
 

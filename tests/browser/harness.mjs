@@ -2,7 +2,7 @@
 // port), the demo page on another origin, Debian's Chromium in a fresh profile, and a few
 // helpers that talk to authd from outside the browser.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, rmSync, existsSync, closeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, existsSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,7 +20,8 @@ mkdirSync(artifacts, { recursive: true });
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freePort() {
+/** A TCP port on 127.0.0.1 that nothing listens on (just now). */
+export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once('error', fail);
@@ -90,20 +91,26 @@ export async function startAuthd({ name, allowedOrigins, env = {} }) {
 /**
  * One test's world: authd, the demo page (allowed origin), optionally a third-party page on an
  * origin authd does not allow, and a Chromium profile of its own. Torn down by `t.after`.
+ * `demoHost: 'localhost'` serves the demo page on http://localhost:<port> (authd stays on
+ * 127.0.0.1); `allowedOrigins(demoOrigin)` gives AUTHD_ALLOWED_ORIGINS (default: the demo's).
  */
-export async function setup(t, { name, env = {}, thirdParty = false } = {}) {
+export async function setup(t, {
+  name, env = {}, thirdParty = false, demoHost = '127.0.0.1', allowedOrigins = (demoOrigin) => [demoOrigin],
+} = {}) {
   const cleanups = [];
   t.after(async () => {
     for (const fn of cleanups.reverse()) await fn().catch((e) => console.error(e));
   });
-  const demo = await startStaticServer({ root: join(repoRoot, 'examples', 'spa') });
-  cleanups.push(demo.close);
+  const served = await startStaticServer({ root: join(repoRoot, 'examples', 'spa') });
+  cleanups.push(served.close);
+  // Chromium resolves localhost to the loopback address the server listens on.
+  const demo = { ...served, url: served.url.replace('127.0.0.1', demoHost) };
   let third = null;
   if (thirdParty) {
     third = await startStaticServer({ root: join(here, 'fixtures') });
     cleanups.push(third.close);
   }
-  const authd = await startAuthd({ name, allowedOrigins: [demo.url], env });
+  const authd = await startAuthd({ name, allowedOrigins: allowedOrigins(demo.url), env });
   cleanups.push(authd.stop);
 
   const profile = mkdtempSync(join(tmpdir(), 'authd-chromium-'));
@@ -157,6 +164,10 @@ export async function openAndLogIn(context, url, { email, password }, page = nul
   return page;
 }
 
+/** The demo page's #error: its text and data-code. */
+export const errorOf = (page) =>
+  page.evaluate(() => ({ text: document.getElementById('error').textContent, code: document.getElementById('error').dataset.code }));
+
 export async function screenshot(page, name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 }
@@ -167,6 +178,22 @@ export async function refreshCookie(context) {
 }
 
 // ---- authd from outside the browser -------------------------------------------------------------
+
+/** authd's log so far, without the terminal colour codes. */
+export function authdLog(authd) {
+  return readFileSync(authd.logPath, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+}
+
+/** Resolves to the first line of authd's log that `match` accepts, polling for up to `timeout` ms. */
+export async function waitForLogLine(authd, match, timeout = 5000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const line = authdLog(authd).split('\n').find(match);
+    if (line) return line;
+    if (Date.now() > deadline) throw new Error(`no such line in ${authd.logPath} after ${timeout} ms`);
+    await sleep(50);
+  }
+}
 
 let seq = 0;
 export function newUser() {

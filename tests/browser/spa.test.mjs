@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  events, getMe, loginBody, newUser, openAndLogIn, refreshBody, refreshCookie, register, screenshot, setup,
-  sleep, statusOf, waitForStatus,
+  errorOf, events, freePort, getMe, loginBody, newUser, openAndLogIn, refreshBody, refreshCookie, register,
+  screenshot, setup, sleep, statusOf, waitForLogLine, waitForStatus,
 } from './harness.mjs';
 
 test('login, then a page reload restores the session from the refresh cookie alone', async (t) => {
@@ -388,6 +388,7 @@ test('a stolen refresh token used outside the browser revokes the session at the
   });
   assert.equal(thiefRetry.status, 401, "the thief's refresh token is dead");
   assert.equal((await thiefRetry.json()).error, 'invalid_refresh_token');
+  assert.equal((await errorOf(page)).code, '', 'a revoked session is a plain logout, not a cookie problem');
 
   // The user's other session is untouched and sees the event.
   assert.equal((await getMe(authd, otherDevice.access_token)).status, 200);
@@ -396,4 +397,108 @@ test('a stolen refresh token used outside the browser revokes the session at the
   assert.equal(reused[0].session_id, browserSession, 'about the browser session');
   assert.ok(reused[0].at);
   await screenshot(page, 'stolen-refresh-token');
+});
+
+// The set-up mistakes the demo page must name instead of hanging or lying: a page origin missing
+// from AUTHD_ALLOWED_ORIGINS (the browser tells the page only "Failed to fetch"), and a page on
+// another site than authd (the browser drops the SameSite=Strict refresh cookie).
+const waitForErrorCode = (page, code, timeout = 10_000) =>
+  page.waitForFunction((c) => document.getElementById('error').dataset.code === c, code, { timeout });
+
+test("a page whose origin is not in AUTHD_ALLOWED_ORIGINS says so instead of 'checking session…', and authd's log names the origin",
+  async (t) => {
+    const { authd, demo, context, demoUrl } = await setup(t, {
+      name: 'origin-not-allowed',
+      allowedOrigins: () => ['https://app.example.com'],
+    });
+    const page = await context.newPage();
+    await page.goto(demoUrl());
+    await waitForStatus(page, 'logged_out');
+    await waitForErrorCode(page, 'cors_refused');
+    assert.equal(await page.textContent('#status'), 'logged out');
+    const shown = (await errorOf(page)).text;
+    assert.ok(shown.includes(`refused this page's origin ${demo.url} (CORS): add it to AUTHD_ALLOWED_ORIGINS`), shown);
+    assert.ok(shown.includes(authd.url), `names authd's address: ${shown}`);
+    await screenshot(page, 'origin-not-allowed');
+
+    // A login attempt from this page meets the same diagnosis.
+    const login = await page.evaluate(() => window.authd.login('a@example.com', 'whatever-password').then(
+      () => null,
+      (e) => ({ code: e.code, status: e.status })));
+    assert.deepEqual(login, { code: 'cors_refused', status: 0 });
+
+    // authd explains its refusal of the preflight (instead of a bare `OPTIONS unmatched 405`).
+    const line = await waitForLogLine(authd, (l) => l.includes('CORS preflight refused'));
+    assert.match(line, /\bWARN\b/, line);
+    assert.ok(line.includes('not in AUTHD_ALLOWED_ORIGINS'), line);
+    assert.ok(line.includes(`origin=${demo.url}`), `the line names the page's origin: ${line}`);
+
+    // A failed fetch is not always CORS: with nothing listening at ?authd=, the page says that.
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const other = await context.newPage();
+    await other.goto(`${demo.url}/?${new URLSearchParams({ authd: nowhere })}`);
+    await waitForStatus(other, 'logged_out');
+    await waitForErrorCode(other, 'unreachable');
+    const unreachable = (await errorOf(other)).text;
+    assert.ok(unreachable.includes(`authd at ${nowhere} is unreachable`), unreachable);
+    assert.ok(!unreachable.includes('AUTHD_ALLOWED_ORIGINS'), unreachable);
+    await screenshot(other, 'origin-not-allowed-unreachable');
+  });
+
+test("a page on localhost with authd on 127.0.0.1 refuses the login with a same-site message, not a 'logged in' that a reload loses",
+  async (t) => {
+    const { authd, demo, context, demoUrl } = await setup(t, { name: 'cross-site-cookie', demoHost: 'localhost' });
+    assert.match(demo.url, /^http:\/\/localhost:/);
+    const user = newUser();
+    await register(authd, user);
+    const page = await context.newPage();
+    const logins = [];
+    page.on('request', (r) => { if (r.method() === 'POST' && r.url().endsWith('/auth/login')) logins.push(r.url()); });
+    await page.goto(demoUrl());
+    await waitForStatus(page, 'logged_out'); // the origin is allowed: restore() ran (no cookie)
+    assert.deepEqual(await errorOf(page), { text: '', code: '' }, 'nothing wrong before the login');
+
+    await page.fill('#email', user.email);
+    await page.fill('#password', user.password);
+    await page.click('#login');
+    await waitForErrorCode(page, 'cookie_not_same_site');
+    const shown = (await errorOf(page)).text;
+    assert.ok(shown.includes(`this page (${demo.url}) and authd (${authd.url}) are not on the same site`), shown);
+    assert.ok(shown.includes('both on localhost or both on 127.0.0.1'), shown);
+    assert.equal(await statusOf(page), 'logged_out');
+    assert.equal(await page.textContent('#status'), 'logged out');
+    assert.deepEqual(logins, [], 'the password was not sent for a session the browser could not keep');
+    await screenshot(page, 'cross-site-cookie');
+
+    // What the client spares the user: authd accepts the login, but the browser drops the cookie.
+    const raw = await page.evaluate(async ({ url, user }) => {
+      const res = await fetch(`${url}/auth/login`, {
+        method: 'POST',
+        credentials: 'include',
+        headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'test' },
+        body: JSON.stringify({ ...user, delivery: 'cookie' }),
+      });
+      return res.status;
+    }, { url: authd.url, user });
+    assert.equal(raw, 200, 'authd logs the user in');
+    assert.equal(await refreshCookie(context), undefined, 'the browser did not keep the refresh cookie');
+  });
+
+test('a refresh cookie that did not stick is reported as such at the next refresh, not as a silent logout', async (t) => {
+  const { authd, context, demoUrl } = await setup(t, { name: 'cookie-not-stored' });
+  const user = newUser();
+  await register(authd, user);
+  const page = await openAndLogIn(context, demoUrl(), user);
+  const other = await context.newPage(); // a second tab hears the logout and the reason
+  await other.goto(demoUrl());
+  await waitForStatus(other, 'logged_in');
+  // As when the browser drops the cookie on its own (blocked cookies, a public-suffix site).
+  await context.clearCookies();
+  assert.equal(await page.evaluate(() => window.authd.refresh()), false, 'the refresh fails');
+  for (const p of [page, other]) {
+    await waitForStatus(p, 'logged_out');
+    await waitForErrorCode(p, 'cookie_not_stored');
+    assert.match((await errorOf(p)).text, /^the refresh cookie did not stick/);
+  }
+  await screenshot(page, 'cookie-not-stored');
 });
