@@ -196,7 +196,7 @@ fn main() -> Result<(), BoxError> {
 /// Password checks through authd's own bounded hashing pool, `threads` at a time, each run
 /// about `secs()` seconds (at least 2); the total ops/s of each run.
 async fn argon2_runs(threads: usize) -> Result<Vec<f64>, BoxError> {
-    let hasher = Hasher::new(threads).await?;
+    let hasher = Hasher::new(threads, 1024).await?;
     let phc = hasher.hash("correct horse battery".to_owned()).await?;
     let budget = Duration::from_secs_f64(secs().max(2.0));
     let mut runs = Vec::new();

@@ -670,7 +670,7 @@ async fn seed(args: &Args) -> Result<String, BoxError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
 
     // One user owns every seeded session; its password is real (argon2id) but random.
-    let hasher = authd::passwords::Hasher::new(1).await?;
+    let hasher = authd::passwords::Hasher::new(1, 1024).await?;
     let user_id = uuid::Uuid::new_v4().to_string();
     let mut pw = [0u8; 16];
     getrandom::fill(&mut pw).map_err(|e| e.to_string())?;

@@ -131,8 +131,11 @@ pub async fn start(
         cursor = cursor.max(id);
     }
 
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let hasher = Hasher::new(cores).await?;
+    let threads = match cfg.hash_threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n as usize,
+    };
+    let hasher = Hasher::new(threads, cfg.hash_queue as usize).await?;
 
     let acceptor = TcpListener::bind(cfg.listen)
         .into_acceptor()
@@ -241,7 +244,7 @@ pub async fn start(
             .await
     });
     state.ready.store(true, Ordering::Release);
-    tracing::info!(%addr, "authd listening");
+    tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "authd listening");
     Ok(RunningApp {
         addr,
         state,

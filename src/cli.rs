@@ -14,6 +14,16 @@ use crate::tokens::KeyRecord;
 #[derive(Debug, Parser)]
 #[command(name = "authd", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Log format: `text` (the default; coloured only on a terminal) or `json` (one object per
+    /// line).
+    #[arg(
+        long,
+        env = "AUTHD_LOG_FORMAT",
+        value_name = "AUTHD_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub db: DbConfig,
     /// Settings of `serve` when no subcommand is given.
@@ -21,6 +31,13 @@ pub struct Cli {
     pub serve: ServeConfig,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Subcommands.
@@ -90,16 +107,47 @@ fn spinner(message: &str) -> indicatif::ProgressBar {
     bar
 }
 
-async fn store(db: &DbConfig) -> Result<Store, String> {
+/// Opens the database for `authd migrate`, which creates and upgrades it.
+async fn migrated_store(db: &DbConfig) -> Result<Store, String> {
     let store = Store::connect(db)
         .await
-        .map_err(|e| format!("DATABASE_URL: {e}"))?;
+        .map_err(|e| format!("database: {e}"))?;
     let bar = spinner("applying migrations");
     store
         .migrate()
         .await
         .map_err(|e| format!("migration failed: {e}"))?;
     bar.finish_and_clear();
+    Ok(store)
+}
+
+/// Opens the database for an admin command, which never creates or upgrades one: a command
+/// run from the wrong directory must not leave an empty database behind and report success,
+/// and a newer binary must not change a production schema as a side effect.
+async fn store(db: &DbConfig) -> Result<Store, String> {
+    if let Some((path, _)) = crate::store::open::sqlite_file(&db.database_url)
+        && !path.exists()
+    {
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        return Err(format!(
+            "no database at {}: admin commands never create one; point DATABASE_URL at the \
+             server's database (or create it with `authd migrate`)",
+            shown.display()
+        ));
+    }
+    let store = Store::connect(db)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let pending = store
+        .pending_migrations()
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    if pending > 0 {
+        return Err(format!(
+            "the database needs {pending} migration(s) that this command does not apply: run \
+             `authd migrate` (or start the server) first"
+        ));
+    }
     Ok(store)
 }
 
@@ -132,7 +180,7 @@ pub async fn run(cli: Cli) -> CliResult {
         None => serve(&cli.db, &cli.serve).await,
         Some(Command::Serve(cfg)) => serve(&cli.db, &cfg).await,
         Some(Command::Migrate) => {
-            store(&cli.db).await?;
+            migrated_store(&cli.db).await?;
             println!("migrations applied");
             Ok(())
         }

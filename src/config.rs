@@ -1,6 +1,6 @@
-//! The only reader of the environment. Every setting is an environment variable and also a flag
-//! of `authd serve`; values are validated at start, and a bad one stops the process with a message
-//! naming the variable.
+//! The only reader of the environment (with `cli`, which declares `AUTHD_LOG_FORMAT` the same
+//! way). Every setting is an environment variable and also a flag; values are validated at
+//! start, and a bad one stops the process with a message naming the variable.
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -52,17 +52,21 @@ impl DbConfig {
 /// Settings of `authd serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on: an IP address and port such as `127.0.0.1:8080`, `[::1]:8080` or
+    /// `0.0.0.0:8080` (every interface; then `AUTHD_ISSUER` is required); `localhost:PORT`
+    /// means `127.0.0.1:PORT`. Port 0 picks a free port.
     #[arg(
         long,
         env = "AUTHD_LISTEN",
         value_name = "AUTHD_LISTEN",
-        default_value = "127.0.0.1:8080"
+        default_value = "127.0.0.1:8080",
+        value_parser = parse_listen
     )]
     pub listen: SocketAddr,
 
-    /// `iss` of access tokens and the server's own origin for the CSRF check
-    /// (default: `http://` + the listen address).
+    /// `iss` of access tokens and the server's own origin for the CSRF check: the URL clients
+    /// reach authd at (default: `http://` + the listen address; required when listening on
+    /// every interface, whose address is no URL anyone can use).
     #[arg(long, env = "AUTHD_ISSUER", value_name = "AUTHD_ISSUER")]
     pub issuer: Option<String>,
 
@@ -97,9 +101,12 @@ pub struct ServeConfig {
     #[arg(long, env = "AUTHD_ALLOWED_ORIGINS", value_name = "AUTHD_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
     pub allowed_origins: Origins,
 
-    /// Read the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
-    #[arg(long, env = "AUTHD_TRUST_PROXY", value_name = "AUTHD_TRUST_PROXY", default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
-    pub trust_proxy: bool,
+    /// Read the client IP from `X-Forwarded-For`: `off` (never), `on` (one trusted proxy in
+    /// front of authd) or the number of trusted proxies in a chain (1 to 10). authd takes the
+    /// entry that the farthest trusted proxy appended, counted from the right: entries to its
+    /// left are whatever the client wrote.
+    #[arg(long, env = "AUTHD_TRUST_PROXY", value_name = "AUTHD_TRUST_PROXY", default_value = "off", value_parser = parse_proxy_hops)]
+    pub trust_proxy: usize,
 
     /// Drop `Secure` and the `__Host-` prefix from cookies (plain-HTTP development only).
     #[arg(long, env = "AUTHD_INSECURE_COOKIES", value_name = "AUTHD_INSECURE_COOKIES", default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
@@ -130,6 +137,16 @@ pub struct ServeConfig {
     )]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Threads that hash and verify passwords (argon2id, 19 MiB each while working); 0 means one
+    /// per CPU core.
+    #[arg(long, env = "AUTHD_HASH_THREADS", value_name = "AUTHD_HASH_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=256))]
+    pub hash_threads: u64,
+
+    /// Password checks that may wait for a hashing thread; past it, login, registration and
+    /// password change answer 503 with `Retry-After` at once.
+    #[arg(long, env = "AUTHD_HASH_QUEUE", value_name = "AUTHD_HASH_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub hash_queue: u64,
+
     /// Milliseconds between two polls of the shared revocation list and key set.
     #[arg(long, env = "AUTHD_SYNC_INTERVAL_MS", value_name = "AUTHD_SYNC_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub sync_interval_ms: u64,
@@ -146,7 +163,7 @@ impl Default for ServeConfig {
             session_max_secs: 2_592_000,
             reuse_grace_secs: 10,
             allowed_origins: Origins::default(),
-            trust_proxy: false,
+            trust_proxy: 0,
             insecure_cookies: false,
             rate_limits: true,
             leeway_secs: 30,
@@ -154,6 +171,8 @@ impl Default for ServeConfig {
             sync_interval_ms: 500,
             metrics_listen: None,
             key_file: None,
+            hash_threads: 0,
+            hash_queue: 64,
         }
     }
 }
@@ -165,6 +184,21 @@ impl ServeConfig {
             return Err(format!(
                 "AUTHD_REFRESH_IDLE_SECS ({}) must not exceed AUTHD_SESSION_MAX_SECS ({})",
                 self.refresh_idle_secs, self.session_max_secs
+            ));
+        }
+        if self.access_ttl_secs > self.refresh_idle_secs {
+            return Err(format!(
+                "AUTHD_ACCESS_TTL_SECS ({}) must not exceed AUTHD_REFRESH_IDLE_SECS ({}): an \
+                 access token would outlive the idle limit of its session",
+                self.access_ttl_secs, self.refresh_idle_secs
+            ));
+        }
+        if self.listen.ip().is_unspecified() && self.issuer.is_none() {
+            return Err(format!(
+                "AUTHD_ISSUER is required when AUTHD_LISTEN is {} (every interface): it is the \
+                 `iss` of every access token and the origin the CSRF check compares with, so set \
+                 it to the URL clients use, such as https://auth.example.com",
+                self.listen
             ));
         }
         if let Some(issuer) = &self.issuer {
@@ -184,6 +218,22 @@ impl ServeConfig {
             .clone()
             .unwrap_or_else(|| format!("http://{bound}"))
     }
+}
+
+fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
+    let raw = raw.trim();
+    if let Ok(addr) = raw.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = raw.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!(
+        "expected an IP address and a port, such as 127.0.0.1:8080, [::1]:8080 or 0.0.0.0:8080 \
+         (every interface), or localhost:8080; got {raw:?}"
+    ))
 }
 
 /// A validated list of web origins.
@@ -217,6 +267,18 @@ pub fn origin_of(url: &str) -> Option<String> {
         return None;
     }
     Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+fn parse_proxy_hops(raw: &str) -> Result<usize, String> {
+    if let Ok(on) = parse_switch(raw) {
+        return Ok(usize::from(on));
+    }
+    match raw.trim().parse::<usize>() {
+        Ok(n @ 0..=10) => Ok(n),
+        _ => Err(format!(
+            "expected off, on or the number of trusted proxies (0 to 10), got {raw:?}"
+        )),
+    }
 }
 
 fn parse_switch(raw: &str) -> Result<bool, String> {

@@ -246,6 +246,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::passwords::PasswordError> for ApiError {
+    fn from(err: crate::passwords::PasswordError) -> Self {
+        use crate::passwords::PasswordError;
+        match err {
+            PasswordError::Busy => {
+                tracing::warn!("password-hashing queue full: answered 503");
+                Self::ServiceUnavailable
+            }
+            other => {
+                tracing::error!(error = %other, "password hashing failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl<const M: u32> From<crate::passwords::PasswordError> for Errors<M> {
+    fn from(err: crate::passwords::PasswordError) -> Self {
+        Self(err.into())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -260,6 +282,10 @@ impl From<StoreError> for ApiError {
             StoreError::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 Self::Internal
+            }
+            StoreError::Connect(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::ServiceUnavailable
             }
         }
     }

@@ -4,6 +4,10 @@
 //! short the cheap requests (verify, refresh) go first while hashing takes what is left. With
 //! nothing else to do, hashing still gets every core. Unknown users are checked against a dummy
 //! hash so that the work, and so the timing, is the same as for a wrong password.
+//!
+//! The queue in front of the threads is bounded: when it is full a request is refused at once
+//! ([`PasswordError::Busy`], a 503 with `Retry-After`) instead of waiting behind work it cannot
+//! outrun, and a job whose requester has gone (the client hung up) is dropped unhashed.
 use std::sync::{Arc, Mutex, mpsc};
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, Salt, SaltString};
@@ -29,6 +33,9 @@ pub enum PasswordError {
     Argon2(String),
     #[error("the hashing threads have stopped")]
     Stopped,
+    /// Every hashing thread is busy and the queue is full.
+    #[error("the password-hashing queue is full")]
+    Busy,
 }
 
 /// Is this password acceptable? Length in Unicode scalar values; any character is allowed and
@@ -106,7 +113,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Hashes and verifies passwords on its own threads, `concurrency` at a time.
 #[derive(Clone)]
 pub struct Hasher {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
     dummy: Arc<str>,
 }
 
@@ -117,10 +124,10 @@ impl std::fmt::Debug for Hasher {
 }
 
 impl Hasher {
-    /// A hasher with `concurrency` threads; computes the dummy hash. The threads end when the
-    /// last clone of the hasher is dropped.
-    pub async fn new(concurrency: usize) -> Result<Self, PasswordError> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// A hasher with `concurrency` threads and room for `queue` waiting jobs; computes the
+    /// dummy hash. The threads end when the last clone of the hasher is dropped.
+    pub async fn new(concurrency: usize, queue: usize) -> Result<Self, PasswordError> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue.max(1));
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..concurrency.max(1) {
             let queue = Arc::clone(&queue);
@@ -183,17 +190,23 @@ impl Hasher {
     }
 }
 
-/// Runs `job` on the hashing threads behind `jobs` and waits for its result.
+/// Runs `job` on the hashing threads behind `jobs` and waits for its result; refuses at once
+/// when the queue is full.
 async fn run_on<T: Send + 'static>(
-    jobs: &mpsc::Sender<Job>,
+    jobs: &mpsc::SyncSender<Job>,
     job: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
 ) -> Result<T, PasswordError> {
     let (reply, answer) = oneshot::channel();
-    jobs.send(Box::new(move || {
-        // The caller may have gone (client disconnected): nothing to do.
-        let _ = reply.send(job());
+    jobs.try_send(Box::new(move || {
+        // The caller has gone (the client hung up and its request was dropped): skip the work.
+        if !reply.is_closed() {
+            let _ = reply.send(job());
+        }
     }))
-    .map_err(|_| PasswordError::Stopped)?;
+    .map_err(|e| match e {
+        mpsc::TrySendError::Full(_) => PasswordError::Busy,
+        mpsc::TrySendError::Disconnected(_) => PasswordError::Stopped,
+    })?;
     answer.await.map_err(|_| PasswordError::Stopped)?
 }
 
@@ -233,7 +246,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_runs_on_its_own_threads_below_the_request_threads() {
-        let hasher = Hasher::new(2).await.expect("hasher");
+        let hasher = Hasher::new(2, 8).await.expect("hasher");
         let phc = hasher
             .hash("correct horse battery".into())
             .await
@@ -253,5 +266,53 @@ mod tests {
         let nice = hashing_thread_niceness();
         assert!(nice.len() >= 2, "{nice:?}");
         assert!(nice.iter().all(|&n| n >= HASHING_NICENESS), "{nice:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_instead_of_waiting() {
+        let hasher = Hasher::new(1, 1).await.expect("hasher");
+        // One job on the thread and one in the queue at most: argon2 takes milliseconds, the
+        // four submissions take microseconds.
+        let tries = (0..4).map(|_| hasher.verify("correct horse battery".into(), None));
+        let results = futures::future::join_all(tries).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(PasswordError::Busy)))
+            .count();
+        assert!(busy >= 2, "{results:?}");
+        assert!(
+            results.iter().any(|r| matches!(r, Ok(false))),
+            "{results:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_requester_left_is_not_hashed() {
+        let hasher = Hasher::new(1, 8).await.expect("hasher");
+        let busy = hasher.clone();
+        let blocker = tokio::spawn(async move {
+            busy.run(|| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = ran.clone();
+        {
+            let abandoned = hasher.run(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            });
+            futures::pin_mut!(abandoned);
+            // Queued behind the blocker, then dropped like a request whose client hung up.
+            assert!(futures::poll!(&mut abandoned).is_pending());
+        }
+        blocker.await.expect("join").expect("first job");
+        // The queue is first in, first out: by the time this answers the thread has passed the
+        // abandoned job.
+        hasher.verify("x".into(), None).await.expect("a later job");
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

@@ -23,7 +23,7 @@ pub struct Limit {
 /// The limits authd applies (documented in the README).
 pub mod limits {
     use super::Limit;
-    /// Login attempts per client IP: 20, then one every 3 s.
+    /// Password checks per client IP (login and password change): 20, then one every 3 s.
     pub const LOGIN_PER_IP: Limit = Limit {
         burst: 20.0,
         per_sec: 1.0 / 3.0,
@@ -37,6 +37,11 @@ pub mod limits {
     pub const LOGIN_FAILURES_PER_ACCOUNT: Limit = Limit {
         burst: 20.0,
         per_sec: 1.0 / 6.0,
+    };
+    /// Wrong current passwords per user at `POST /auth/password`: 5, then one a minute.
+    pub const PASSWORD_FAILURES_PER_USER: Limit = Limit {
+        burst: 5.0,
+        per_sec: 1.0 / 60.0,
     };
     /// Registrations per client IP: 20, then one every 30 s.
     pub const REGISTER_PER_IP: Limit = Limit {
@@ -152,6 +157,7 @@ pub struct RateLimits {
     pub login_ip: Limiter,
     pub login_account_ip: Limiter,
     pub login_account: Limiter,
+    pub password_user: Limiter,
     pub register_ip: Limiter,
     pub refresh_ip: Limiter,
 }
@@ -164,6 +170,7 @@ impl RateLimits {
             login_ip: l(limits::LOGIN_PER_IP),
             login_account_ip: l(limits::LOGIN_FAILURES_PER_ACCOUNT_IP),
             login_account: l(limits::LOGIN_FAILURES_PER_ACCOUNT),
+            password_user: l(limits::PASSWORD_FAILURES_PER_USER),
             register_ip: l(limits::REGISTER_PER_IP),
             refresh_ip: l(limits::REFRESH_PER_IP),
         }
@@ -175,6 +182,7 @@ impl RateLimits {
             &self.login_ip,
             &self.login_account_ip,
             &self.login_account,
+            &self.password_user,
             &self.register_ip,
             &self.refresh_ip,
         ] {

@@ -452,14 +452,7 @@ impl AuthApi {
         if !passwords::is_acceptable(&body.password) {
             return Err(ApiError::WeakPassword.into());
         }
-        let password_hash = state
-            .hasher
-            .hash(body.0.password.into_inner())
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "password hashing failed");
-                ApiError::Internal
-            })?;
+        let password_hash = state.hasher.hash(body.0.password.into_inner()).await?;
         let user_id = uuid::Uuid::new_v4().to_string();
         let created = state
             .store
@@ -546,14 +539,7 @@ impl AuthApi {
         };
         let user = found.clone().filter(|u| !u.disabled);
         let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = state
-            .hasher
-            .verify(password.into_inner(), phc)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "password verification failed");
-                ApiError::Internal
-            })?;
+        let ok = state.hasher.verify(password.into_inner(), phc).await?;
         let now = state.clock.now();
         let Some(user) = user.filter(|_| ok) else {
             if let Some(u) = found {
@@ -814,6 +800,23 @@ impl AuthApi {
         if !passwords::is_acceptable(&new_password) {
             return Err(ApiError::WeakPassword.into());
         }
+        let meta = state.client_meta(req);
+        // Throttled like login: a stolen access token must not buy unlimited guesses of the
+        // current password, nor unlimited argon2 work.
+        let ip = meta.ip.clone().unwrap_or_default();
+        state.throttle(&state.limits.login_ip, &ip, "password")?;
+        let wait = state.limits.password_user.wait_secs(&claims.sub);
+        if wait > 0 {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["password"])
+                .inc();
+            return Err(ApiError::RateLimited {
+                retry_after_secs: wait,
+            }
+            .into());
+        }
         let user = state
             .store
             .user_by_id(&claims.sub)
@@ -822,17 +825,12 @@ impl AuthApi {
         let ok = state
             .hasher
             .verify(current_password.into_inner(), Some(user.password_hash))
-            .await
-            .map_err(|_| ApiError::Internal)?;
+            .await?;
         if !ok {
+            let _ = state.limits.password_user.take(&claims.sub);
             return Err(ApiError::InvalidCredentials.into());
         }
-        let hash = state
-            .hasher
-            .hash(new_password.into_inner())
-            .await
-            .map_err(|_| ApiError::Internal)?;
-        let meta = state.client_meta(req);
+        let hash = state.hasher.hash(new_password.into_inner()).await?;
         let ended = state
             .store
             .change_password(&user.id, &claims.sid, hash, state.clock.now(), &meta)

@@ -88,7 +88,7 @@ pub async fn guard<E: Endpoint>(
         %method,
         route,
         status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        latency_ms = elapsed.as_micros() as f64 / 1000.0,
         request_id = %request_id,
         "request"
     );

@@ -18,12 +18,17 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Health {
     /// `ok`.
     pub status: String,
+    /// Liveness only: `ok`, or `unreachable` while the database cannot be reached (authd keeps
+    /// verifying access tokens from memory meanwhile).
+    #[oai(skip_serializing_if_is_none)]
+    pub database: Option<String>,
 }
 
 impl poem_openapi::types::Example for Health {
     fn example() -> Self {
         Self {
             status: "ok".into(),
+            database: Some("ok".into()),
         }
     }
 }
@@ -50,17 +55,20 @@ pub struct HealthApi;
 impl HealthApi {
     /// Liveness
     ///
-    /// 200 while the process serves and the database answers; 503 while it cannot be reached.
+    /// 200 while the process serves, whatever the database does: during a database outage
+    /// authd keeps verifying access tokens from memory, so restarting it would only make things
+    /// worse. The body reports the database (`ok` or `unreachable`); readiness (`/readyz`) is
+    /// the probe that follows it.
     #[oai(path = "/healthz", method = "get", operation_id = "health")]
-    async fn health(
-        &self,
-        state: Data<&AppState>,
-    ) -> Result<Probe, Errors<{ SERVICE_UNAVAILABLE }>> {
-        if !database_reachable(&state).await {
-            return Err(ApiError::ServiceUnavailable.into());
-        }
+    async fn health(&self, state: Data<&AppState>) -> Result<Probe, Errors<0>> {
+        let database = if database_reachable(&state).await {
+            "ok"
+        } else {
+            "unreachable"
+        };
         Ok(Probe::Ok(Json(Health {
             status: "ok".into(),
+            database: Some(database.into()),
         })))
     }
 
@@ -78,6 +86,7 @@ impl HealthApi {
         }
         Ok(Probe::Ok(Json(Health {
             status: "ok".into(),
+            database: None,
         })))
     }
 }

@@ -34,7 +34,9 @@ pub struct Settings {
     pub refresh_idle_secs: i64,
     pub session_max_secs: i64,
     pub reuse_grace_secs: i64,
-    pub trust_proxy: bool,
+    /// Trusted proxies in front of authd (`AUTHD_TRUST_PROXY`); 0: never read
+    /// `X-Forwarded-For`.
+    pub trust_proxy: usize,
     pub rate_limits: bool,
 }
 
@@ -78,7 +80,8 @@ impl AppState {
     pub fn revoke_in_memory(&self, ended: &[EndedSession], cause: &str) {
         for e in ended {
             self.revoked.insert(&e.session_id, e.horizon);
-            tracing::warn!(user_id = %e.user_id, session_id = %e.session_id, cause, "session ended");
+            // An ordinary logout is no alert; the reuse path logs its own warning.
+            tracing::info!(user_id = %e.user_id, session_id = %e.session_id, cause, "session ended");
         }
         self.metrics.revoked(cause, ended.len());
     }
@@ -102,15 +105,7 @@ impl AppState {
 
     /// Where the request came from. `X-Forwarded-For` is read only with `AUTHD_TRUST_PROXY`.
     pub fn client_meta(&self, req: &Request) -> ClientMeta {
-        let forwarded = self
-            .settings
-            .trust_proxy
-            .then(|| req.headers().get("x-forwarded-for"))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+        let forwarded = forwarded_for(req, self.settings.trust_proxy);
         let ip = forwarded.or_else(|| {
             req.remote_addr()
                 .as_socket_addr()
@@ -123,6 +118,31 @@ impl AppState {
             .map(|v| v.chars().take(MAX_USER_AGENT).collect());
         ClientMeta { ip, user_agent }
     }
+}
+
+/// The client address that the farthest of `hops` trusted proxies saw. Each proxy appends the
+/// address it received the request from, so counted from the right the `hops`-th entry of
+/// `X-Forwarded-For` (all such headers, in order) is the one the client could not write: the
+/// entries left of it are the client's own words. Fewer entries than trusted proxies, or an
+/// entry that is not an IP address: `None` (the peer address is used).
+fn forwarded_for(req: &Request, hops: usize) -> Option<String> {
+    if hops == 0 {
+        return None;
+    }
+    let entries: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let entry = entries.get(entries.len().checked_sub(hops)?)?;
+    let ip = entry
+        .parse::<std::net::IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    Some(ip.to_string())
 }
 
 /// The groups of operations in the docs.

@@ -18,6 +18,7 @@ use crate::config::DbConfig;
 
 mod events;
 mod keys;
+pub mod open;
 mod policy;
 mod prune;
 mod rotation;
@@ -49,6 +50,10 @@ pub enum StoreError {
     /// Stored data that cannot be used.
     #[error("{0}")]
     Internal(String),
+    /// The database could not be opened; the message says why and what would work, and never
+    /// holds a password.
+    #[error("{0}")]
+    Connect(String),
 }
 
 impl From<DbErr> for StoreError {
@@ -68,6 +73,7 @@ impl StoreError {
             Self::Unavailable(e) => Self::Unavailable(DbErr::Custom(e.to_string())),
             Self::Db(e) => Self::Db(DbErr::Custom(e.to_string())),
             Self::Internal(m) => Self::Internal(m.clone()),
+            Self::Connect(m) => Self::Connect(m.clone()),
         }
     }
 }
@@ -134,6 +140,7 @@ impl Store {
     /// acquire timeout come from the config; every connection is pinged before it is handed out,
     /// so connections the database dropped are replaced instead of failing a request.
     pub async fn connect(cfg: &DbConfig) -> Result<Self, StoreError> {
+        open::precheck(&cfg.database_url)?;
         let statement_timeout = format!("{}ms", cfg.db_statement_timeout_ms);
         let mut opts = ConnectOptions::new(cfg.database_url.clone());
         opts.max_connections(cfg.db_max_connections)
@@ -168,7 +175,10 @@ impl Store {
                 Err(e) if is_busy(&e) && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                other => break other?,
+                Err(e) => {
+                    return Err(open::explain(&cfg.database_url, &e, cfg.acquire_timeout()).await);
+                }
+                Ok(db) => break db,
             }
         };
         let write_gate = (db.get_database_backend() == DatabaseBackend::Sqlite)
@@ -199,6 +209,13 @@ impl Store {
         Migrator::up(&txn, None).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// How many migrations this binary knows that the database has not applied (read-only).
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(Migrator::get_pending_migrations_read_only(&self.db)
+            .await?
+            .len())
     }
 
     /// A cheap round trip, for the health probes.

@@ -258,7 +258,7 @@ async fn login_brute_force_is_throttled_per_ip_with_retry_after() {
 async fn guessing_one_account_from_one_ip_does_not_lock_the_real_user_out() {
     let app = spawn_app_with(|c| {
         c.rate_limits = true;
-        c.trust_proxy = true;
+        c.trust_proxy = 1;
     })
     .await;
     let mail = email();

@@ -194,11 +194,17 @@ async fn when_the_database_is_unreachable_it_answers_503_fast_verifies_from_memo
             ("delete session", c.delete(server.url(&format!("/auth/sessions/{}", other.session_id))).bearer_auth(&t.access)),
             ("password", c.post(server.url("/auth/password")).bearer_auth(&t.access).json(&json!({"current_password": PASSWORD, "new_password": "another horse battery"}))),
             ("logout", c.post(server.url("/auth/logout?scope=local")).bearer_auth(&other.access)),
-            ("healthz", c.get(server.url("/healthz"))),
             ("readyz", c.get(server.url("/readyz"))),
         ];
         for (what, req) in requests {
-            let (status, body, took) = timed(req).await;
+            let started = Instant::now();
+            let r = req.send().await.expect("the server answers");
+            let retry_after = r.headers().get("retry-after").cloned();
+            let (status, body, took) = (
+                r.status(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+                started.elapsed(),
+            );
             println!("{mode:?}: {what} -> {status} in {} ms", took.as_millis());
             assert_eq!(
                 status,
@@ -206,8 +212,18 @@ async fn when_the_database_is_unreachable_it_answers_503_fast_verifies_from_memo
                 "{mode:?}: {what}: {body}"
             );
             assert_eq!(body["error"], "service_unavailable", "{mode:?}: {what}");
+            assert!(
+                retry_after.is_some(),
+                "{mode:?}: {what}: a 503 says when to retry"
+            );
             assert!(took < bound, "{mode:?}: {what} took {took:?}");
         }
+        // Liveness is the process, not the database: an orchestrator must not restart every
+        // instance during a database outage, since they keep verifying from memory.
+        let (status, body, took) = timed(c.get(server.url("/healthz"))).await;
+        assert_eq!(status, StatusCode::OK, "{mode:?}: healthz: {body}");
+        assert_eq!(body["database"], "unreachable", "{mode:?}");
+        assert!(took < bound, "{mode:?}: healthz took {took:?}");
         // Verification needs no database: access tokens keep working, and so does the JWKS.
         for access in [&t.access, &other.access] {
             assert_eq!(
@@ -228,7 +244,7 @@ async fn when_the_database_is_unreachable_it_answers_503_fast_verifies_from_memo
         proxy.set(Mode::Pass);
         let back = Instant::now();
         loop {
-            let (status, _, _) = timed(server.client.get(server.url("/healthz"))).await;
+            let (status, _, _) = timed(server.client.get(server.url("/readyz"))).await;
             if status == StatusCode::OK {
                 break;
             }
@@ -239,7 +255,7 @@ async fn when_the_database_is_unreachable_it_answers_503_fast_verifies_from_memo
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         println!(
-            "{mode:?}: /healthz answered 200 {} ms after the database came back",
+            "{mode:?}: /readyz answered 200 {} ms after the database came back",
             back.elapsed().as_millis()
         );
         // Nothing of the failed requests happened: the refresh token is still current.
