@@ -61,6 +61,8 @@ fn a_bad_setting_stops_the_server_with_a_message_naming_the_variable() {
         ("AUTHD_REUSE_GRACE_SECS", "-1"),
         ("AUTHD_ALLOWED_ORIGINS", "https://ok.example,not an origin"),
         ("AUTHD_INSECURE_COOKIES", "maybe"),
+        ("AUTHD_LOG_FORMAT", "jsn"),
+        ("AUTHD_TRUST_PROXY", "many"),
     ] {
         let out = authd().env(var, value).arg("serve").output().unwrap();
         assert!(!out.status.success(), "{var}={value} was accepted");
@@ -194,4 +196,94 @@ async fn keys_rotate_makes_a_new_key_current_and_keeps_the_old_one_verifying() {
         jwks(&app).await,
         vec![header["kid"].as_str().unwrap().to_owned()]
     );
+}
+
+/// `authd serve` with `env` (on a database in a fresh directory unless `env` names one): its
+/// stderr, after checking that it refused to start.
+fn refused(env: &[(&str, &str)]) -> String {
+    let dir = std::env::temp_dir().join(format!("authd-cfg-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = authd();
+    cmd.env(
+        "DATABASE_URL",
+        format!("sqlite://{}/x.db?mode=rwc", dir.display()),
+    )
+    .env("AUTHD_LISTEN", "127.0.0.1:0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.arg("serve").output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "{env:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_with_what_would() {
+    let err = refused(&[("AUTHD_LISTEN", ":8080")]);
+    assert!(err.contains("127.0.0.1:8080"), "{err}");
+    let err = refused(&[("AUTHD_LISTEN", "0.0.0.0:0")]);
+    assert!(err.contains("AUTHD_ISSUER"), "{err}");
+    let err = refused(&[
+        ("AUTHD_ACCESS_TTL_SECS", "3600"),
+        ("AUTHD_REFRESH_IDLE_SECS", "60"),
+    ]);
+    assert!(
+        err.contains("AUTHD_ACCESS_TTL_SECS") && err.contains("AUTHD_REFRESH_IDLE_SECS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn database_errors_say_what_is_wrong_and_never_print_the_password() {
+    let err = refused(&[("DATABASE_URL", "postgress://admin:s3cretpw@127.0.0.1/db")]);
+    assert!(
+        err.contains("postgres://") && !err.contains("s3cretpw"),
+        "{err}"
+    );
+    let dir = std::env::temp_dir().join(format!("authd-db-{}", uuid::Uuid::new_v4().simple()));
+    let err = refused(&[(
+        "DATABASE_URL",
+        &format!("sqlite://{}/x.db?mode=rwc", dir.display()),
+    )]);
+    assert!(
+        err.contains("does not exist") && err.contains(&dir.display().to_string()),
+        "{err}"
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = refused(&[("DATABASE_URL", &format!("sqlite://{}/x.db", dir.display()))]);
+    assert!(err.contains("?mode=rwc") && err.contains("x.db"), "{err}");
+    // Nothing listens on port 1: the real cause, not the pool's "timed out".
+    let err = refused(&[
+        (
+            "DATABASE_URL",
+            "postgres://postgres:pw1234@127.0.0.1:1/postgres",
+        ),
+        ("AUTHD_DB_ACQUIRE_TIMEOUT_MS", "500"),
+    ]);
+    assert!(err.contains("refused") && !err.contains("pw1234"), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn admin_commands_never_create_a_database() {
+    let dir = std::env::temp_dir().join(format!("authd-adm-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("authd.db");
+    for args in [&["users", "list"][..], &["prune"], &["keys", "rotate"]] {
+        let out = authd()
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", file.display()),
+            )
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded on no database");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&file.display().to_string()), "{args:?}: {err}");
+        assert!(!file.exists(), "{args:?} created {}", file.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

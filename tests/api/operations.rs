@@ -364,3 +364,61 @@ async fn sessions_revoke_ends_every_session_of_a_user_and_prune_reports() {
     let out = admin(&url, &["prune"]);
     assert!(out.starts_with("pruned: "), "{out}");
 }
+
+/// `authd ARGS` with only `DATABASE_URL` and `env` set (another shell than the server's).
+fn admin_with(db_url: &str, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut cmd = authd();
+    cmd.env("DATABASE_URL", db_url).env("RUST_LOG", "error");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_command_run_with_other_settings_never_shortens_what_the_servers_need() {
+    let mut app = spawn_app_with(|c| {
+        c.access_ttl_secs = 3600;
+        c.reuse_grace_secs = 300;
+    })
+    .await;
+    let mail = email();
+    let t = app.user(&mail).await;
+    let other = app.user(&email()).await;
+    let current = app.rotate(&other.refresh).await;
+    let url = app.db.database_url.clone();
+    let short = [
+        ("AUTHD_ACCESS_TTL_SECS", "1"),
+        ("AUTHD_LEEWAY_SECS", "0"),
+        ("AUTHD_REUSE_GRACE_SECS", "0"),
+    ];
+    admin_with(&url, &short, &["users", "disable", &mail]);
+    wait_for_status(&app, &t.access, StatusCode::UNAUTHORIZED).await;
+    // Two minutes on, far past the command's own horizon (1 s, no leeway) but well within the
+    // access token's hour, and after a prune run the same way.
+    app.clock.advance(120);
+    let out = admin_with(&url, &short, &["prune"]);
+    assert!(out.contains(" 0 revocations, 0 sealed successors"), "{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await; // several sync passes
+    assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    // The server's grace window (300 s) still covers the rotated token: a replay gets the
+    // current token instead of ending the session.
+    let replay = app.rotate(&other.refresh).await;
+    assert_eq!(replay.refresh, current.refresh);
+    // A restart loads the revocation from the database: still refused.
+    let (db, cfg, path, clock) = (
+        app.db.clone(),
+        app.cfg.clone(),
+        app.sqlite_path.clone(),
+        app.clock.clone(),
+    );
+    app.stop().await;
+    let app = start_on(db, cfg, path, clock).await;
+    assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+}
