@@ -46,7 +46,10 @@
 // A `restore()` that fails (any of the above, or an authd error) leaves the state `logged_out`
 // with the error, never `unknown` ("checking session…") for good, and tells no other tab.
 
-/** Thrown by `login` (and `fetch` with no session): `.status` and `.code` from authd. */
+/**
+ * Thrown by `login` (and `fetch` with no session): `.status` and `.code` from authd, or the
+ * client's own diagnosis (see "Errors the client diagnoses" above).
+ */
 export class AuthError extends Error {
   constructor(status, code, message) {
     super(message || code || `HTTP ${status}`);

@@ -166,7 +166,7 @@ export async function openAndLogIn(context, url, { email, password }, page = nul
 
 /** The demo page's #error: its text and data-code. */
 export const errorOf = (page) =>
-  page.evaluate(() => ({ text: document.getElementById('error').textContent, code: document.getElementById('error').dataset.code }));
+  page.evaluate(() => ({ text: document.getElementById('error').textContent, code: document.getElementById('error').dataset.code ?? '' }));
 
 export async function screenshot(page, name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
