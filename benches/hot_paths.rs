@@ -24,6 +24,9 @@ use sea_orm::{
     TransactionTrait,
 };
 
+/// The stored hash of the bench user (never verified here).
+const BENCH_PASSWORD_HASH: &str = "not-a-phc-string";
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn secs() -> f64 {
@@ -242,7 +245,7 @@ async fn bench_store_rotate(url: &str) -> Result<(Vec<f64>, Vec<f64>), BoxError>
         .create_user(NewUser {
             id: user_id.clone(),
             email: "bench@example.com".into(),
-            password_hash: "not-a-phc-string".into(),
+            password_hash: BENCH_PASSWORD_HASH.into(),
             now,
         })
         .await?;
@@ -309,8 +312,11 @@ async fn new_chain(store: &Store, user_id: &str, now: i64) -> Result<RefreshToke
             max_secs: 2_592_000,
             meta: ClientMeta::default(),
             token_hash: rt.hash(),
+            verified_password_hash: BENCH_PASSWORD_HASH.into(),
+            max_sessions: 0,
         })
-        .await?;
+        .await?
+        .ok_or("the bench user's credentials changed")?;
     Ok(rt)
 }
 

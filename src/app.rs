@@ -175,6 +175,7 @@ pub async fn start(
             refresh_idle_secs: cfg.refresh_idle_secs,
             session_max_secs: cfg.session_max_secs,
             reuse_grace_secs: cfg.reuse_grace_secs,
+            max_sessions_per_user: cfg.max_sessions_per_user,
             trust_proxy: cfg.trust_proxy,
             rate_limits: cfg.rate_limits,
         },

@@ -96,6 +96,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AUTHD_REUSE_GRACE_SECS", value_name = "AUTHD_REUSE_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=300))]
     pub reuse_grace_secs: i64,
 
+    /// Most live sessions one user may have; a login past it ends the user's oldest session
+    /// (`session_revoked`).
+    #[arg(long, env = "AUTHD_MAX_SESSIONS_PER_USER", value_name = "AUTHD_MAX_SESSIONS_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_sessions_per_user: u64,
+
     /// Comma-separated origins (`https://app.example.com`) allowed CORS with credentials and
     /// cookie-borne requests.
     #[arg(long, env = "AUTHD_ALLOWED_ORIGINS", value_name = "AUTHD_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
@@ -162,6 +167,7 @@ impl Default for ServeConfig {
             refresh_idle_secs: 1_209_600,
             session_max_secs: 2_592_000,
             reuse_grace_secs: 10,
+            max_sessions_per_user: 100,
             allowed_origins: Origins::default(),
             trust_proxy: 0,
             insecure_cookies: false,

@@ -560,7 +560,7 @@ impl AuthApi {
             return Err(ApiError::InvalidCredentials.into());
         };
         let refresh = mint()?;
-        let session = state
+        let opened = state
             .store
             .create_session(NewSession {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -570,8 +570,18 @@ impl AuthApi {
                 max_secs: state.settings.session_max_secs,
                 meta,
                 token_hash: refresh.hash(),
+                verified_password_hash: user.password_hash.clone(),
+                max_sessions: state.settings.max_sessions_per_user,
             })
             .await?;
+        // The password changed or the account was disabled while the hash was being checked:
+        // the login verified a credential that no longer holds.
+        let Some(opened) = opened else {
+            state.metrics.login("invalid_credentials");
+            return Err(ApiError::InvalidCredentials.into());
+        };
+        state.revoke_in_memory(&opened.evicted, "session_limit");
+        let session = opened.session;
         state.metrics.login("success");
         Ok(issue(
             &state,

@@ -34,6 +34,8 @@ pub struct Settings {
     pub refresh_idle_secs: i64,
     pub session_max_secs: i64,
     pub reuse_grace_secs: i64,
+    /// Most live sessions per user (`AUTHD_MAX_SESSIONS_PER_USER`).
+    pub max_sessions_per_user: u64,
     /// Trusted proxies in front of authd (`AUTHD_TRUST_PROXY`); 0: never read
     /// `X-Forwarded-For`.
     pub trust_proxy: usize,

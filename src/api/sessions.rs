@@ -15,6 +15,10 @@ use crate::store::{EndReason, SessionScope};
 /// How many events `GET /auth/events` returns.
 const EVENT_PAGE: u64 = 50;
 
+/// Most sessions one answer of `GET /auth/sessions` lists (the most recently refreshed): the
+/// default per-user limit, so that a raised limit cannot make one answer unbounded.
+const MAX_LISTED_SESSIONS: u64 = 100;
+
 fn timestamp(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -110,8 +114,8 @@ pub struct SessionsApi;
 impl SessionsApi {
     /// List my sessions
     ///
-    /// The caller's live sessions, most recently refreshed first; `current` marks the session
-    /// of the access token used.
+    /// The caller's live sessions, most recently refreshed first, at most 100; `current` marks
+    /// the session of the access token used.
     #[oai(path = "/auth/sessions", method = "get", operation_id = "listSessions")]
     async fn list(
         &self,
@@ -120,7 +124,7 @@ impl SessionsApi {
     ) -> Result<SessionList, Errors<{ INVALID_TOKEN | SERVICE_UNAVAILABLE }>> {
         let sessions = state
             .store
-            .list_sessions(&auth.0.sub, state.clock.now())
+            .list_sessions(&auth.0.sub, state.clock.now(), MAX_LISTED_SESSIONS)
             .await?;
         Ok(SessionList::Ok(Json(
             sessions

@@ -29,7 +29,9 @@ pub use events::{EventKind, SecurityEvent};
 pub use policy::IssuingPolicy;
 pub use prune::Pruned;
 pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
-pub use sessions::{ClientMeta, EndReason, EndedSession, NewSession, SessionInfo, SessionScope};
+pub use sessions::{
+    ClientMeta, EndReason, EndedSession, NewSession, Opened, SessionInfo, SessionScope,
+};
 pub use users::{NewUser, User};
 
 /// The Postgres advisory-lock key that serialises migrations ("authd-mi" as an integer).

@@ -550,9 +550,12 @@ mod tests {
                 max_secs: 7200,
                 meta: ClientMeta::default(),
                 token_hash: t.hash(),
+                verified_password_hash: "unused".into(),
+                max_sessions: 0,
             })
             .await
-            .expect("session");
+            .expect("session")
+            .expect("credentials hold");
         t
     }
 

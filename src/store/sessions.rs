@@ -57,7 +57,7 @@ impl From<sessions::Model> for SessionInfo {
 }
 
 /// What login stores.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewSession {
     pub id: String,
     pub user_id: String,
@@ -67,6 +67,28 @@ pub struct NewSession {
     pub meta: ClientMeta,
     /// Hash of the first refresh token.
     pub token_hash: Vec<u8>,
+    /// The password hash the login verified: the session opens only if it is still the user's
+    /// (and the user still enabled) when the session commits.
+    pub verified_password_hash: String,
+    /// Most live sessions the user may have; the oldest beyond it end. 0: no limit.
+    pub max_sessions: u64,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session that login opened, and the user's oldest sessions it ended to stay within the
+/// per-user limit.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: SessionInfo,
+    pub evicted: Vec<EndedSession>,
 }
 
 /// Which of a user's sessions to end.
@@ -75,6 +97,12 @@ pub enum SessionScope {
     One(String),
     AllExcept(String),
     All,
+    /// Every live session but `new` and the `keep - 1` newest others (by login time).
+    BeyondNewest {
+        keep: u64,
+        new: String,
+        now: i64,
+    },
 }
 
 /// Why sessions end; decides the security event recorded for each.
@@ -90,6 +118,8 @@ pub enum EndReason {
     PasswordChanged,
     /// An operator disabled the user or revoked their sessions.
     Operator,
+    /// A login went past the per-user session limit; the oldest session made room.
+    Evicted,
 }
 
 impl EndReason {
@@ -97,7 +127,9 @@ impl EndReason {
         match self {
             Self::Logout => EventKind::Logout,
             Self::Reused => EventKind::RefreshTokenReused,
-            Self::Revoked | Self::PasswordChanged | Self::Operator => EventKind::SessionRevoked,
+            Self::Revoked | Self::PasswordChanged | Self::Operator | Self::Evicted => {
+                EventKind::SessionRevoked
+            }
         }
     }
 }
@@ -114,8 +146,11 @@ pub struct EndedSession {
 }
 
 impl Store {
-    /// Opens a session with its first refresh token and records the `login` event.
-    pub async fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError> {
+    /// Opens a session with its first refresh token, records the `login` event and ends the
+    /// user's oldest sessions beyond `max_sessions`, in one transaction. `None` when the
+    /// password hash the login verified is no longer the user's, or the user was disabled,
+    /// before this commits: no session outlives the change that should have ended it.
+    pub async fn create_session(&self, new: NewSession) -> Result<Option<Opened>, StoreError> {
         let idle = (new.now + new.idle_secs).min(new.now + new.max_secs);
         let row = sessions::Model {
             id: new.id.clone(),
@@ -128,9 +163,17 @@ impl Store {
             ip: new.meta.ip.clone(),
         };
         let (txn, _gate) = self.begin_write().await?;
-        sessions::Entity::insert(sessions::ActiveModel::from(row.clone()))
-            .exec_without_returning(&txn)
-            .await?;
+        let inserted = txn
+            .execute(&insert_if_credentials_hold(
+                &row,
+                &new.verified_password_hash,
+            )?)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
         insert_token(&txn, new.token_hash, &new.id, 0, new.now).await?;
         super::events::record(
             &txn,
@@ -141,8 +184,30 @@ impl Store {
             &new.meta,
         )
         .await?;
+        let evicted = if new.max_sessions > 0 {
+            let scope = SessionScope::BeyondNewest {
+                keep: new.max_sessions,
+                new: new.id.clone(),
+                now: new.now,
+            };
+            let meta = ClientMeta::default();
+            end_sessions_in(
+                &txn,
+                &new.user_id,
+                &scope,
+                EndReason::Evicted,
+                new.now,
+                &meta,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
         txn.commit().await?;
-        Ok(row.into())
+        Ok(Some(Opened {
+            session: row.into(),
+            evicted,
+        }))
     }
 
     /// The session a refresh token (current or rotated) belongs to, and whether it is current.
@@ -181,11 +246,12 @@ impl Store {
         Ok(ended)
     }
 
-    /// The user's live sessions, most recently refreshed first.
+    /// The user's live sessions, most recently refreshed first, at most `limit`.
     pub async fn list_sessions(
         &self,
         user_id: &str,
         now: i64,
+        limit: u64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         Ok(sessions::Entity::find()
             .filter(sessions::Column::UserId.eq(user_id))
@@ -193,6 +259,7 @@ impl Store {
             .filter(sessions::Column::AbsoluteExpiresAt.gt(now))
             .order_by_desc(sessions::Column::LastRefreshedAt)
             .order_by_desc(sessions::Column::CreatedAt)
+            .limit(limit)
             .all(&self.db)
             .await?
             .into_iter()
@@ -297,6 +364,52 @@ impl Store {
     }
 }
 
+/// `INSERT INTO sessions ... SELECT ... FROM users WHERE id = ? AND password_hash = ? AND NOT
+/// disabled`, reading the user row `FOR SHARE` on Postgres: a password change or a disable that
+/// is committing makes this wait and then insert nothing, and one that starts later waits for
+/// this to commit and then sees (and ends) the session. SQLite's single writer orders them the
+/// same way.
+fn insert_if_credentials_hold(
+    row: &sessions::Model,
+    verified_hash: &str,
+) -> Result<sea_orm::sea_query::InsertStatement, StoreError> {
+    use sea_orm::sea_query::{ExprTrait, Query};
+    use sessions::Column as S;
+    use users::Column as U;
+    let select = Query::select()
+        .exprs([
+            Expr::val(row.id.clone()),
+            Expr::col((users::Entity, U::Id)),
+            Expr::val(row.created_at),
+            Expr::val(row.last_refreshed_at),
+            Expr::val(row.idle_expires_at),
+            Expr::val(row.absolute_expires_at),
+            Expr::val(row.user_agent.clone()),
+            Expr::val(row.ip.clone()),
+        ])
+        .from(users::Entity)
+        .and_where(Expr::col((users::Entity, U::Id)).eq(row.user_id.clone()))
+        .and_where(Expr::col((users::Entity, U::PasswordHash)).eq(verified_hash))
+        .and_where(Expr::col((users::Entity, U::Disabled)).eq(false))
+        .lock_shared()
+        .to_owned();
+    let mut insert = Query::insert();
+    insert.into_table(sessions::Entity).columns([
+        S::Id,
+        S::UserId,
+        S::CreatedAt,
+        S::LastRefreshedAt,
+        S::IdleExpiresAt,
+        S::AbsoluteExpiresAt,
+        S::UserAgent,
+        S::Ip,
+    ]);
+    insert
+        .select_from(select)
+        .map_err(|e| StoreError::Internal(format!("session insert: {e}")))?;
+    Ok(insert)
+}
+
 async fn insert_token<C: ConnectionTrait>(
     db: &C,
     hash: Vec<u8>,
@@ -338,6 +451,32 @@ pub(super) async fn end_sessions_in<C: ConnectionTrait>(
         SessionScope::One(id) => query.filter(sessions::Column::Id.eq(id.clone())),
         SessionScope::AllExcept(id) => query.filter(sessions::Column::Id.ne(id.clone())),
         SessionScope::All => query,
+        SessionScope::BeyondNewest { keep, new, now } => {
+            // The session just opened always stays (within one second, "newest" cannot tell
+            // logins apart).
+            let mut kept: Vec<String> = sessions::Entity::find()
+                .select_only()
+                .column(sessions::Column::Id)
+                .filter(sessions::Column::UserId.eq(user_id))
+                .filter(sessions::Column::Id.ne(new.clone()))
+                .filter(sessions::Column::IdleExpiresAt.gt(*now))
+                .filter(sessions::Column::AbsoluteExpiresAt.gt(*now))
+                .order_by_desc(sessions::Column::CreatedAt)
+                .order_by_desc(sessions::Column::LastRefreshedAt)
+                .order_by_desc(sessions::Column::Id)
+                .limit(keep.saturating_sub(1))
+                .into_tuple()
+                .all(db)
+                .await?;
+            if (kept.len() as u64) < keep.saturating_sub(1) {
+                return Ok(Vec::new());
+            }
+            kept.push(new.clone());
+            query
+                .filter(sessions::Column::IdleExpiresAt.gt(*now))
+                .filter(sessions::Column::AbsoluteExpiresAt.gt(*now))
+                .filter(sessions::Column::Id.is_not_in(kept))
+        }
     };
     // Locked in id order: two revocations of overlapping sets queue instead of deadlocking, and
     // the later one finds the rows gone and records nothing twice.

@@ -9,6 +9,7 @@ mod access_tokens;
 mod attacks;
 mod cli;
 mod concurrency;
+mod containment;
 mod fail_closed;
 mod faults;
 mod fuzz;

@@ -1,0 +1,243 @@
+//! An account can always be contained: sessions per user are capped, ending any number of
+//! sessions works in one request, and no login outlives the change that should have ended it.
+use reqwest::StatusCode;
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde_json::{Value, json};
+
+use authd::clock::Clock;
+use authd::store::{ClientMeta, NewSession};
+
+use crate::helpers::*;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Gives the user of `email` `n` more live sessions, written straight to the database (logging
+/// in thousands of times would take minutes of argon2).
+async fn seed_sessions(app: &TestApp, user_id: &str, n: usize) {
+    let now = app.clock.now();
+    let rows: Vec<_> = (0..n)
+        .map(|_| entity::sessions::ActiveModel {
+            id: Set(uuid::Uuid::new_v4().to_string()),
+            user_id: Set(user_id.to_owned()),
+            created_at: Set(now - 60),
+            last_refreshed_at: Set(now - 60),
+            idle_expires_at: Set(now + 3600),
+            absolute_expires_at: Set(now + 7200),
+            user_agent: Set(Some("seeded".into())),
+            ip: Set(None),
+        })
+        .collect();
+    let db = app.state().store.connection();
+    for chunk in rows.chunks(1000) {
+        entity::sessions::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await
+            .expect("seed sessions");
+    }
+}
+
+async fn user_id_of(app: &TestApp, access: &str) -> String {
+    let me: Value = app.get_auth("/me", access).await.json().await.unwrap();
+    me["user_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_login_past_the_session_limit_ends_the_users_oldest_session() {
+    let app = spawn_app_with(|c| c.max_sessions_per_user = 3).await;
+    let mail = email();
+    let first = app.user(&mail).await;
+    app.clock.advance(1);
+    let second = app.login_body(&mail, PASSWORD).await;
+    app.clock.advance(1);
+    let third = app.login_body(&mail, PASSWORD).await;
+    assert_eq!(app.me_status(&first.access).await, StatusCode::OK);
+    app.clock.advance(1);
+    let fourth = app.login_body(&mail, PASSWORD).await;
+    assert_eq!(app.me_status(&first.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&first.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    for t in [&second, &third, &fourth] {
+        assert_eq!(app.me_status(&t.access).await, StatusCode::OK);
+    }
+    let listed: Vec<Value> = app
+        .get_auth("/auth/sessions", &fourth.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        app.events(&fourth.access)
+            .await
+            .contains(&"session_revoked".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn ending_more_sessions_than_one_statement_can_bind_works_in_one_request() {
+    // Past both databases' limits on bound parameters (SQLite 32,766; Postgres 65,535) for the
+    // six-per-session event insert: 11,001 sessions.
+    let app = spawn_app().await;
+    let mail = email();
+    let t = app.user(&mail).await;
+    let user_id = user_id_of(&app, &t.access).await;
+    seed_sessions(&app, &user_id, 11_000).await;
+    let r = app
+        .client
+        .post(app.url("/auth/password"))
+        .bearer_auth(&t.access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let old = app
+        .post_json(
+            "/auth/login",
+            json!({"email": mail, "password": PASSWORD, "delivery": "body"}),
+        )
+        .await;
+    assert_error(old, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let listed: Vec<Value> = app
+        .get_auth("/auth/sessions", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "only the caller's session is left");
+    seed_sessions(&app, &user_id, 11_000).await;
+    let r = app
+        .client
+        .post(app.url("/auth/logout?scope=global"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_session_list_is_bounded_newest_first() {
+    let app = spawn_app().await;
+    let t = app.user(&email()).await;
+    let user_id = user_id_of(&app, &t.access).await;
+    seed_sessions(&app, &user_id, 500).await;
+    let listed: Vec<Value> = app
+        .get_auth("/auth/sessions", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 100);
+    assert_eq!(
+        listed[0]["current"], true,
+        "the newest (the caller's) comes first"
+    );
+}
+
+#[tokio::test]
+async fn a_login_whose_verified_password_was_replaced_meanwhile_opens_no_session() {
+    let app = spawn_app().await;
+    let mail = email();
+    let t = app.user(&mail).await;
+    let user_id = user_id_of(&app, &t.access).await;
+    let store = &app.state().store;
+    let user = store.user_by_id(&user_id).await.unwrap().unwrap();
+    let attempt = |hash: String| NewSession {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user_id.clone(),
+        now: app.clock.now(),
+        idle_secs: 3600,
+        max_secs: 7200,
+        meta: ClientMeta::default(),
+        token_hash: authd::tokens::RefreshToken::mint().unwrap().hash(),
+        verified_password_hash: hash,
+        max_sessions: 0,
+    };
+    // As if the password had changed between the argon2 check and the insert.
+    let stale = store
+        .create_session(attempt("$argon2id$v=19$m=19456,t=2,p=1$old$old".into()))
+        .await
+        .unwrap();
+    assert!(stale.is_none());
+    assert!(
+        store
+            .create_session(attempt(user.password_hash.clone()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // As if the user had been disabled meanwhile.
+    store
+        .set_user_disabled(&mail, true, app.clock.now())
+        .await
+        .unwrap();
+    let disabled = store
+        .create_session(attempt(user.password_hash.clone()))
+        .await
+        .unwrap();
+    assert!(disabled.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_racing_a_password_change_leave_no_session_behind() {
+    let app = spawn_app().await;
+    let mail = email();
+    let victim = app.user(&mail).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    for _ in 0..4 {
+        let (client, url, mail, stop) = (
+            app.client.clone(),
+            app.url("/auth/login"),
+            mail.clone(),
+            stop.clone(),
+        );
+        attackers.push(tokio::spawn(async move {
+            let mut refresh_tokens = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = client
+                    .post(&url)
+                    .json(&json!({"email": mail, "password": PASSWORD, "delivery": "body"}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == StatusCode::OK {
+                    let v: Value = r.json().await.unwrap();
+                    refresh_tokens.push(v["refresh_token"].as_str().unwrap().to_owned());
+                }
+            }
+            refresh_tokens
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = app
+        .client
+        .post(app.url("/auth/password"))
+        .bearer_auth(&victim.access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "the attacker is out"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut alive = 0;
+    let mut tried = 0;
+    for a in attackers {
+        for rt in a.await.unwrap() {
+            tried += 1;
+            if app.refresh(&rt).await.status() == StatusCode::OK {
+                alive += 1;
+            }
+        }
+    }
+    assert!(tried > 0, "no login succeeded before the change");
+    assert_eq!(
+        alive, 0,
+        "{alive} of {tried} sessions opened with the old password survived"
+    );
+}
