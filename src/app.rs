@@ -161,6 +161,7 @@ pub async fn start(
         cfg.access_ttl_secs,
         cfg.leeway_secs,
     );
+    access.set_max_lifetime(policy.access_ttl_secs);
     let state = AppState(Arc::new(Inner {
         store,
         hasher,
@@ -343,18 +344,21 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: 
         }
         state.revoked.purge(now);
         state.limits.purge();
-        if !key_sync {
-            continue;
-        }
-        // Retired keys verify for as long as the recorded policy says (another server may
-        // issue longer-lived tokens than this one).
+        // Retired keys verify, and tokens may live, as long as the recorded policy says
+        // (another server may issue longer-lived tokens than this one).
         let overlap = match state.store.issuing_policy().await {
-            Ok(p) => p.key_overlap_secs(),
+            Ok(p) => {
+                state.access.set_max_lifetime(p.access_ttl_secs);
+                p.key_overlap_secs()
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "key sync failed");
+                tracing::warn!(error = %e, "policy sync failed");
                 continue;
             }
         };
+        if !key_sync {
+            continue;
+        }
         match state.store.live_keys(now, overlap).await {
             Ok(records) if records.iter().any(|k| k.retired_at.is_none()) => {
                 let mut seen: Vec<_> = records

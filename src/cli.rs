@@ -68,6 +68,13 @@ pub enum Command {
 pub enum KeysCommand {
     /// Make a new key current; the old one verifies until its tokens have expired.
     Rotate,
+    /// Remove a key at once (a leaked key): every instance stops verifying it, cached tokens
+    /// included, within one sync interval, and it leaves the JWKS. Tokens it signed stop
+    /// working; if it was the current key, a new one becomes current.
+    Revoke {
+        /// The key's `kid` (from the JWKS or an access token's header).
+        kid: String,
+    },
 }
 
 /// `authd users ...`
@@ -195,6 +202,23 @@ pub async fn run(cli: Cli) -> CliResult {
             println!(
                 "new signing key {kid} is current; the previous key verifies until its tokens expire"
             );
+            Ok(())
+        }
+        Some(Command::Keys(KeysCommand::Revoke { kid })) => {
+            let store = store(&cli.db).await?;
+            let replacement = KeyRecord::generate(clock.now()).map_err(|e| e.to_string())?;
+            let new_kid = replacement.kid.clone();
+            match store
+                .revoke_key(&kid, replacement)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                None => return Err(format!("no signing key with kid {kid}")),
+                Some(true) => println!(
+                    "revoked signing key {kid}; it was current, so {new_kid} is current now"
+                ),
+                Some(false) => println!("revoked signing key {kid}"),
+            }
             Ok(())
         }
         Some(Command::Openapi) => {

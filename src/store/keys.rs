@@ -68,6 +68,41 @@ impl Store {
         Ok(!any)
     }
 
+    /// Removes the key `kid` at once (a leaked key): it stops verifying on every instance at
+    /// their next sync, cached tokens included, and leaves the JWKS. When it was the current
+    /// key, `replacement` becomes current in the same transaction, so signing never stops.
+    /// `None` when there is no such key; `Some(true)` when the replacement was needed.
+    pub async fn revoke_key(
+        &self,
+        kid: &str,
+        replacement: KeyRecord,
+    ) -> Result<Option<bool>, StoreError> {
+        let (txn, _gate) = self.begin_write().await?;
+        let Some(key) = signing_keys::Entity::find_by_id(kid.to_owned())
+            .one(&txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        signing_keys::Entity::delete_by_id(kid.to_owned())
+            .exec(&txn)
+            .await?;
+        let was_current = key.retired_at.is_none();
+        let others_current = signing_keys::Entity::find()
+            .filter(signing_keys::Column::RetiredAt.is_null())
+            .one(&txn)
+            .await?
+            .is_some();
+        let replace = was_current && !others_current;
+        if replace {
+            signing_keys::Entity::insert(row(replacement))
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(Some(replace))
+    }
+
     /// Makes `key` current and retires every other current key at `now`, atomically.
     pub async fn rotate_key(&self, key: KeyRecord, now: i64) -> Result<(), StoreError> {
         let (txn, _gate) = self.begin_write().await?;

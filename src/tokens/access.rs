@@ -62,15 +62,22 @@ pub enum TokenError {
 const CACHE_MAX: usize = 16_384;
 
 /// Tokens whose signature and claims verified, keyed by the whole token (so a different token
-/// can never hit another's entry). A hit skips only the signature check; expiry and the
-/// revoked set are checked on every request.
+/// can never hit another's entry), with the `kid` that verified them. A hit skips only the
+/// signature check; that the key is still in the key set, expiry, the lifetime and the revoked
+/// set are checked on every request.
 #[derive(Default)]
 struct VerifiedCache {
-    map: RwLock<HashMap<Arc<str>, Arc<AccessClaims>>>,
+    map: RwLock<HashMap<Arc<str>, Arc<Verified>>>,
+}
+
+/// A cache entry: the claims, and the key that verified the signature.
+struct Verified {
+    claims: AccessClaims,
+    kid: String,
 }
 
 impl VerifiedCache {
-    fn get(&self, token: &str) -> Option<Arc<AccessClaims>> {
+    fn get(&self, token: &str) -> Option<Arc<Verified>> {
         self.map
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -80,15 +87,15 @@ impl VerifiedCache {
 
     /// Inserts; when full, drops the entries expired before `expired_before`, and everything if
     /// that is not enough (the cache only saves work, it never decides anything).
-    fn insert(&self, token: &str, claims: Arc<AccessClaims>, expired_before: i64) {
+    fn insert(&self, token: &str, entry: Arc<Verified>, expired_before: i64) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CACHE_MAX {
-            map.retain(|_, c| c.exp >= expired_before);
+            map.retain(|_, c| c.claims.exp >= expired_before);
             if map.len() >= CACHE_MAX {
                 map.clear();
             }
         }
-        map.insert(Arc::from(token), claims);
+        map.insert(Arc::from(token), entry);
     }
 }
 
@@ -102,6 +109,9 @@ pub struct AccessTokens {
     audience: String,
     ttl_secs: i64,
     leeway_secs: i64,
+    /// The longest `exp - iat` accepted: the largest access-token lifetime any server of the
+    /// database has recorded (see `store::IssuingPolicy`), kept fresh by the sync loop.
+    max_lifetime_secs: Arc<std::sync::atomic::AtomicI64>,
     validation: Arc<Validation>,
     cache: Arc<VerifiedCache>,
 }
@@ -153,9 +163,19 @@ impl AccessTokens {
             audience,
             ttl_secs,
             leeway_secs,
+            max_lifetime_secs: Arc::new(std::sync::atomic::AtomicI64::new(ttl_secs)),
             validation: Arc::new(validation),
             cache: Arc::default(),
         }
+    }
+
+    /// Sets the longest lifetime (`exp - iat`) a token may have to verify; never below this
+    /// server's own.
+    pub fn set_max_lifetime(&self, secs: i64) {
+        self.max_lifetime_secs.store(
+            secs.max(self.ttl_secs),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Signs a token for `subject`; returns it with its lifetime in seconds.
@@ -190,17 +210,23 @@ impl AccessTokens {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        if let Some(claims) = self.cache.get(token) {
-            self.check_live(&claims)?;
-            return Ok((*claims).clone());
+        if let Some(hit) = self.cache.get(token) {
+            // A key that left the set (retired past its overlap, or revoked) verifies nothing,
+            // not even a token it verified before.
+            if !self.keys.has(&hit.kid) {
+                return Err(TokenError::UnknownKey);
+            }
+            self.check_live(&hit.claims)?;
+            return Ok(hit.claims.clone());
         }
-        let claims = self.verify_uncached(token)?;
+        let (claims, kid) = self.verify_uncached(token)?;
         self.check_live(&claims)?;
-        self.cache.insert(
-            token,
-            Arc::new(claims.clone()),
-            self.clock.now() - self.leeway_secs,
-        );
+        let entry = Arc::new(Verified {
+            claims: claims.clone(),
+            kid,
+        });
+        self.cache
+            .insert(token, entry, self.clock.now() - self.leeway_secs);
         Ok(claims)
     }
 
@@ -213,13 +239,21 @@ impl AccessTokens {
         if claims.iat > now.saturating_add(self.leeway_secs) {
             return Err(TokenError::NotYetValid);
         }
+        // No server issues tokens that live longer than the recorded lifetime: a longer one was
+        // not made by authd (a leaked key), and must not verify for a day or forever.
+        let max = self
+            .max_lifetime_secs
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if claims.exp.saturating_sub(claims.iat) > max || claims.exp < claims.iat {
+            return Err(TokenError::Invalid);
+        }
         if self.revoked.contains(&claims.sid) {
             return Err(TokenError::Revoked);
         }
         Ok(())
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    fn verify_uncached(&self, token: &str) -> Result<(AccessClaims, String), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA
             || header.typ.as_deref() != Some(TYP)
@@ -238,6 +272,6 @@ impl AccessTokens {
         let key = self.keys.verifying(kid).ok_or(TokenError::UnknownKey)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
-        Ok(data.claims)
+        Ok((data.claims, kid.to_owned()))
     }
 }

@@ -229,9 +229,9 @@ impl KeySet {
         self.current().verifying.get(kid).cloned()
     }
 
-    /// The kid of the key that signs now.
-    pub fn current_kid(&self) -> Option<String> {
-        self.current().signing.as_ref().map(|k| k.kid.clone())
+    /// Is `kid` in the set (does it still verify)?
+    pub fn has(&self, kid: &str) -> bool {
+        self.current().verifying.contains_key(kid)
     }
 
     /// The public keys, for `/.well-known/jwks.json`.

@@ -501,3 +501,88 @@ async fn a_valid_key_file_signs_and_its_private_part_is_never_published() {
     let private_url = URL_SAFE_NO_PAD.encode(&key.private_pkcs8[key.private_pkcs8.len() - 32..]);
     assert!(!jwks.contains(&private_b64) && !jwks.contains(&private_url));
 }
+
+/// `claims` signed with the server's own current key, read from its database (what a thief of
+/// the database or of a backup could do).
+async fn signed_with_the_stolen_key(app: &TestApp, claims: &Value) -> String {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let key = entity::signing_keys::Entity::find()
+        .filter(entity::signing_keys::Column::RetiredAt.is_null())
+        .one(app.state().store.connection())
+        .await
+        .unwrap()
+        .expect("a current key");
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ed_der(&key.private_pkcs8),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_that_lives_longer_than_any_server_issues_is_refused_even_with_the_real_key() {
+    let app = spawn_app().await;
+    let (_, claims, _, _, _) = parts(&app).await;
+    let iat = claims["iat"].as_i64().unwrap();
+    let with = |exp: i64, jti: &str| {
+        let mut c = claims.clone();
+        c["exp"] = json!(exp);
+        c["jti"] = json!(jti);
+        c
+    };
+    // The control: the stolen key makes a token authd accepts.
+    let fine = signed_with_the_stolen_key(&app, &with(iat + 300, "a")).await;
+    assert_eq!(app.me_status(&fine).await, StatusCode::OK);
+    for (exp, what) in [(iat + 3600, "an hour"), (i64::MAX, "forever")] {
+        let long = signed_with_the_stolen_key(&app, &with(exp, what)).await;
+        assert_invalid_token(&app, &long, what).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_revoke_stops_a_key_at_once_even_for_tokens_it_verified_before() {
+    let app = spawn_app().await;
+    let t = app.user(&email()).await;
+    assert_eq!(app.me_status(&t.access).await, StatusCode::OK); // now in the cache
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(t.access.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let kid = header["kid"].as_str().unwrap().to_owned();
+    let out = crate::process::run_cli(&app.db.database_url, &["keys", "revoke", &kid]).await;
+    assert!(out.contains("is current now"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.me_status(&t.access).await == StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked key still verifies"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_invalid_token(&app, &t.access, "a cached token of the revoked key").await;
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(!kids.contains(&kid.as_str()), "{kids:?}");
+    // Signing goes on with the new key.
+    let fresh = app.user(&email()).await;
+    assert_eq!(app.me_status(&fresh.access).await, StatusCode::OK);
+}
