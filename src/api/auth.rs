@@ -386,6 +386,31 @@ fn logout_credentials(
     })
 }
 
+/// Ends `session` because one of its rotated refresh tokens came back after the grace window.
+async fn end_as_reuse(
+    state: &AppState,
+    session: &SessionInfo,
+    now: i64,
+    meta: &crate::store::ClientMeta,
+) -> Result<(), ApiError> {
+    let one = SessionScope::One(session.id.clone());
+    let ended = state
+        .store
+        .end_sessions(&session.user_id, one, EndReason::Reused, now, meta)
+        .await?;
+    if !ended.is_empty() {
+        tracing::warn!(
+            user_id = %session.user_id,
+            session_id = %session.id,
+            ip = meta.ip.as_deref().unwrap_or("-"),
+            "refresh token reused at logout: session revoked"
+        );
+        state.metrics.refresh(RefreshOutcome::ReuseDetected);
+    }
+    state.revoke_in_memory(&ended, "reuse");
+    Ok(())
+}
+
 /// Ends the sessions a logout `scope` covers, seen from `session_id`.
 async fn end_by_scope(
     state: &AppState,
@@ -745,23 +770,37 @@ impl AuthApi {
         // even to such answers); neither may a request whose cookie was left unused.
         let foreign = state.origins.check_origin(req).is_err();
         let expire = (!foreign && creds.cookie_usable).then(|| state.cookies.expire());
+        let meta = state.client_meta(req);
+        // A rotated refresh token outside its grace window is reuse wherever it is presented:
+        // its session ends as reuse (event, warning, metric), as at refresh.
+        let grace = state.settings.reuse_grace_secs;
+        let reused = found.as_ref().is_some_and(|(_, used_at)| {
+            used_at.is_some_and(|u| !crate::tokens::refresh::in_grace_window(u, now, grace))
+        });
+        if let Some((s, _)) = found.as_ref().filter(|_| reused) {
+            end_as_reuse(&state, s, now, &meta).await?;
+        }
         // The access token decides whose sessions `scope` covers. Without a live one, the
         // refresh token does; a rotated one proves less than the current one and ends only its
         // own session.
         let (user_id, session_id, scope) = match (&creds.claims, &found) {
             (Some(c), _) => (c.sub.clone(), c.sid.clone(), scope.0.unwrap_or_default()),
-            (None, Some((s, current))) => {
+            (None, Some(_)) if reused => return Ok(LoggedOut::NoContent(expire)),
+            (None, Some((s, used_at))) => {
                 let scope = scope.0.unwrap_or_default();
-                let scope = if *current { scope } else { LogoutScope::Local };
+                let scope = if used_at.is_none() {
+                    scope
+                } else {
+                    LogoutScope::Local
+                };
                 (s.user_id.clone(), s.id.clone(), scope)
             }
             (None, None) if creds.refresh.is_some() => return Ok(LoggedOut::NoContent(expire)),
             (None, None) => return Err(ApiError::InvalidToken.into()),
         };
-        let meta = state.client_meta(req);
         let mut ended = end_by_scope(&state, &user_id, &session_id, scope, now, &meta).await?;
         // A refresh token that names another live session than the access token: end it too.
-        if let Some((s, _)) = found.filter(|(s, _)| s.id != session_id) {
+        if let Some((s, _)) = found.filter(|(s, _)| s.id != session_id && !reused) {
             let one = SessionScope::One(s.id.clone());
             ended.extend(
                 state

@@ -210,12 +210,13 @@ impl Store {
         }))
     }
 
-    /// The session a refresh token (current or rotated) belongs to, and whether it is current.
+    /// The live session a refresh token (current or rotated) belongs to, and when the token
+    /// was rotated (`None`: it is the current one).
     pub async fn session_of_token(
         &self,
         hash: Vec<u8>,
         now: i64,
-    ) -> Result<Option<(SessionInfo, bool)>, StoreError> {
+    ) -> Result<Option<(SessionInfo, Option<i64>)>, StoreError> {
         let Some(token) = refresh_tokens::Entity::find_by_id(hash)
             .one(&self.db)
             .await?
@@ -227,7 +228,7 @@ impl Store {
             .await?
             .map(SessionInfo::from)
             .filter(|s| s.is_live(now));
-        Ok(session.map(|s| (s, token.used_at.is_none())))
+        Ok(session.map(|s| (s, token.used_at)))
     }
 
     /// Ends the user's sessions in `scope`, records an event for each and adds them to the

@@ -241,3 +241,36 @@ async fn logins_racing_a_password_change_leave_no_session_behind() {
         "{alive} of {tried} sessions opened with the old password survived"
     );
 }
+
+#[tokio::test]
+async fn a_rotated_refresh_token_presented_at_logout_after_its_grace_window_is_reuse() {
+    let app = spawn_app_with(|c| c.reuse_grace_secs = 10).await;
+    let mail = email();
+    let t = app.user(&mail).await;
+    let next = app.rotate(&t.refresh).await;
+    app.clock.advance(11);
+    let r = app
+        .post_json("/auth/logout", json!({"refresh_token": t.refresh}))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.refresh(&next.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let fresh = app.login_body(&mail, PASSWORD).await;
+    let kinds = app.events(&fresh.access).await;
+    assert!(
+        kinds.contains(&"refresh_token_reused".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"logout".to_owned()), "{kinds:?}");
+    // Within the window it is a racing tab's logout, not a theft.
+    let a = app.login_body(&mail, PASSWORD).await;
+    app.rotate(&a.refresh).await;
+    let r = app
+        .post_json("/auth/logout", json!({"refresh_token": a.refresh}))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let kinds = app.events(&fresh.access).await;
+    assert_eq!(kinds[0], "logout", "{kinds:?}");
+}
