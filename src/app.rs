@@ -20,6 +20,10 @@ use crate::tokens::{AccessTokens, KeyRecord, KeySet, RevokedSet};
 /// committed after a later one (Postgres sequences) is not skipped.
 const SETTLE_SECS: i64 = 5;
 
+/// Revocations read per query of the sync, and queries per pass (bounding one pass's work).
+const SYNC_PAGE: u64 = 10_000;
+const SYNC_PAGES_PER_PASS: usize = 50;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -329,17 +333,8 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: 
     loop {
         tick.tick().await;
         let now = state.clock.now();
-        match state.store.revocations_after(cursor, 10_000).await {
-            Ok(rows) => {
-                let mut settled = cursor;
-                for (id, sid, expires_at, revoked_at) in rows {
-                    state.revoked.insert(&sid, expires_at);
-                    if revoked_at <= now - SETTLE_SECS {
-                        settled = settled.max(id);
-                    }
-                }
-                cursor = settled;
-            }
+        match sync_revocations(&state, cursor, now).await {
+            Ok(settled) => cursor = settled,
             Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
         }
         state.revoked.purge(now);
@@ -377,6 +372,34 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: 
             Err(e) => tracing::warn!(error = %e, "key sync failed"),
         }
     }
+}
+
+/// Reads every revocation recorded after `cursor` into the revoked set, a page at a time, and
+/// returns the new cursor: past the rows old enough that no earlier id can still commit. Paging
+/// on past the unsettled rows means a burst of revocations (other users' logouts) cannot hold
+/// up the entries recorded behind it.
+async fn sync_revocations(
+    state: &AppState,
+    cursor: i64,
+    now: i64,
+) -> Result<i64, crate::store::StoreError> {
+    let mut settled = cursor;
+    let mut read = cursor;
+    for _ in 0..SYNC_PAGES_PER_PASS {
+        let rows = state.store.revocations_after(read, SYNC_PAGE).await?;
+        let full = rows.len() as u64 == SYNC_PAGE;
+        for (id, sid, expires_at, revoked_at) in rows {
+            state.revoked.insert(&sid, expires_at);
+            read = read.max(id);
+            if revoked_at <= now - SETTLE_SECS {
+                settled = settled.max(id);
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(settled)
 }
 
 /// Runs the pruning every `every`.

@@ -43,6 +43,12 @@ pub mod limits {
         burst: 5.0,
         per_sec: 1.0 / 60.0,
     };
+    /// `login_failed` events recorded per account: 10, then one a minute (the attempts beyond
+    /// are still refused and counted in the metrics, just not written to the account's log).
+    pub const FAILURE_EVENTS_PER_ACCOUNT: Limit = Limit {
+        burst: 10.0,
+        per_sec: 1.0 / 60.0,
+    };
     /// Registrations per client IP: 20, then one every 30 s.
     pub const REGISTER_PER_IP: Limit = Limit {
         burst: 20.0,
@@ -158,6 +164,7 @@ pub struct RateLimits {
     pub login_account_ip: Limiter,
     pub login_account: Limiter,
     pub password_user: Limiter,
+    pub failure_events: Limiter,
     pub register_ip: Limiter,
     pub refresh_ip: Limiter,
 }
@@ -171,6 +178,7 @@ impl RateLimits {
             login_account_ip: l(limits::LOGIN_FAILURES_PER_ACCOUNT_IP),
             login_account: l(limits::LOGIN_FAILURES_PER_ACCOUNT),
             password_user: l(limits::PASSWORD_FAILURES_PER_USER),
+            failure_events: l(limits::FAILURE_EVENTS_PER_ACCOUNT),
             register_ip: l(limits::REGISTER_PER_IP),
             refresh_ip: l(limits::REFRESH_PER_IP),
         }
@@ -183,6 +191,7 @@ impl RateLimits {
             &self.login_account_ip,
             &self.login_account,
             &self.password_user,
+            &self.failure_events,
             &self.register_ip,
             &self.refresh_ip,
         ] {

@@ -215,7 +215,8 @@ pub enum LoggedOut {
     NoContent(
         /// Expires the refresh cookie: `__Host-refresh_token=; Max-Age=0; Path=/; HttpOnly;
         /// Secure; SameSite=Strict`. Sent whenever logout answers 204, except to a request from
-        /// a foreign page and when a cookie that failed the cross-site check was left unused.
+        /// a foreign page, and when a cookie left unused (it failed the cross-site check beside
+        /// a live access token) still names a live session.
         /// No error answer carries it: a refused request never drops the cookie of a session
         /// that may still be alive.
         #[oai(header = "Set-Cookie")]
@@ -260,10 +261,19 @@ pub fn normalize_email(raw: &str) -> Option<String> {
         && !domain.ends_with('.')
         && !domain.contains("..")
         && !domain.contains('@')
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+        && !email.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || is_invisible(c) || c == '<' || c == '>'
+        });
     ok.then_some(email)
+}
+
+/// Characters that change how an address is displayed without being seen: bidirectional
+/// controls (`a\u{202e}moc.elpmaxe@b` reads as another address in a log or an admin's list),
+/// zero-width characters and the soft hyphen (two addresses that look the same).
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 fn issue(
@@ -350,9 +360,9 @@ struct LogoutCredentials {
     claims: Option<crate::tokens::AccessClaims>,
     /// A refresh token from the body, or from a cookie that passed the cross-site check.
     refresh: Option<String>,
-    /// False when a cookie came but is not used (it failed the cross-site check while a live
-    /// access token names the session): such a cookie must not be expired either.
-    cookie_usable: bool,
+    /// A cookie that came but is not used (it failed the cross-site check while a live access
+    /// token names the session): expired only if it turns out dead.
+    unchecked_cookie: Option<String>,
 }
 
 /// Gathers logout's credentials. A stale access token is no reason to ignore a refresh token
@@ -369,20 +379,20 @@ fn logout_credentials(
         _ => None,
     };
     let cookie = state.cookies.read(req).filter(|c| !c.is_empty());
-    let (refresh, cookie_usable) = match (body_token(body), cookie) {
+    let (refresh, unchecked_cookie) = match (body_token(body), cookie) {
         (Some(_), Some(_)) => return Err(ApiError::AmbiguousRefreshToken),
-        (Some(b), None) => (Some(b), true),
+        (Some(b), None) => (Some(b), None),
         (None, Some(c)) => match state.origins.check_cookie_request(req) {
-            Ok(()) => (Some(c), true),
-            Err(_) if claims.is_some() => (None, false),
+            Ok(()) => (Some(c), None),
+            Err(_) if claims.is_some() => (None, Some(c)),
             Err(e) => return Err(e),
         },
-        (None, None) => (None, true),
+        (None, None) => (None, None),
     };
     Ok(LogoutCredentials {
         claims,
         refresh,
-        cookie_usable,
+        unchecked_cookie,
     })
 }
 
@@ -567,7 +577,7 @@ impl AuthApi {
         let ok = state.hasher.verify(password.into_inner(), phc).await?;
         let now = state.clock.now();
         let Some(user) = user.filter(|_| ok) else {
-            if let Some(u) = found {
+            if let Some(u) = found.filter(|u| state.limits.failure_events.take(&u.id).is_ok()) {
                 tracing::warn!(user_id = %u.id, ip = meta.ip.as_deref().unwrap_or("-"), "login failed");
                 // Recorded after answering, so that a known account's failure costs the client
                 // no more time than an unknown one's (no timing oracle).
@@ -767,9 +777,9 @@ impl AuthApi {
             None => None,
         };
         // A page elsewhere must never drop this browser's cookie (browsers apply a Set-Cookie
-        // even to such answers); neither may a request whose cookie was left unused.
+        // even to such answers).
         let foreign = state.origins.check_origin(req).is_err();
-        let expire = (!foreign && creds.cookie_usable).then(|| state.cookies.expire());
+        let expire = (!foreign).then(|| state.cookies.expire());
         let meta = state.client_meta(req);
         // A rotated refresh token outside its grace window is reuse wherever it is presented:
         // its session ends as reuse (event, warning, metric), as at refresh.
@@ -810,6 +820,14 @@ impl AuthApi {
             );
         }
         state.revoke_in_memory(&ended, "logout");
+        // A cookie left unused is expired only when it names no live session (any more).
+        let expire = match creds.unchecked_cookie.as_deref() {
+            Some(c) => match RefreshToken::parse(c) {
+                Some(t) if state.store.session_of_token(t.hash(), now).await?.is_some() => None,
+                _ => expire,
+            },
+            None => expire,
+        };
         Ok(LoggedOut::NoContent(expire))
     }
 

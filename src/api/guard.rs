@@ -14,6 +14,12 @@ use crate::error::{ApiError, CsrfCheck};
 /// Largest accepted request body, in bytes: ample for a 1024-character password in JSON.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// The docs page: Swagger UI with its script, styles and the spec inline, calling only authd
+/// itself; nothing may frame it.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
+
 const CORS_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const CORS_HEADERS: &str = "authorization, content-type, x-requested-with";
 
@@ -109,6 +115,18 @@ pub async fn guard<E: Endpoint>(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // No page of authd is meant to be framed, and no URL of it should leak as a referrer.
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if path == "/docs" || path.starts_with("/docs/") {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DOCS_CSP),
+        );
+    }
     if path.starts_with("/auth/") || path == "/me" {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

@@ -14,6 +14,8 @@ use crate::store::{EndReason, SessionScope};
 
 /// How many events `GET /auth/events` returns.
 const EVENT_PAGE: u64 = 50;
+/// At most this many of them are `login_failed`.
+const EVENT_PAGE_FAILURES: u64 = 10;
 
 /// Most sessions one answer of `GET /auth/sessions` lists (the most recently refreshed): the
 /// default per-user limit, so that a raised limit cannot make one answer unbounded.
@@ -187,7 +189,9 @@ impl SessionsApi {
 
     /// List my security events
     ///
-    /// The caller's 50 most recent security events, newest first.
+    /// The caller's 50 most recent security events, newest first, of which at most 10 are
+    /// `login_failed`: anyone who knows the email can cause those, so they never push the others
+    /// out.
     #[oai(
         path = "/auth/events",
         method = "get",
@@ -198,7 +202,10 @@ impl SessionsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
     ) -> Result<EventList, Errors<{ INVALID_TOKEN | SERVICE_UNAVAILABLE }>> {
-        let events = state.store.recent_events(&auth.0.sub, EVENT_PAGE).await?;
+        let events = state
+            .store
+            .recent_events(&auth.0.sub, EVENT_PAGE, EVENT_PAGE_FAILURES)
+            .await?;
         Ok(EventList::Ok(Json(
             events
                 .into_iter()

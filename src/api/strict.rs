@@ -28,8 +28,9 @@ pub struct Plain;
 impl Rule for Plain {}
 
 /// An email as registration accepts it (see `auth::normalize_email`): one `@`, a local part of
-/// 1 to 64 characters, a dotted domain, no whitespace, control characters, `<` or `>`; at most
-/// 254 characters. Anything else is `invalid_email`.
+/// 1 to 64 characters, a dotted domain, no whitespace, control characters, invisible formatting
+/// characters (bidirectional controls, zero-width characters, the soft hyphen), `<` or `>`; at
+/// most 254 characters. Anything else is `invalid_email`.
 pub struct EmailRule;
 impl Rule for EmailRule {
     fn document(schema: &mut MetaSchema) {
@@ -39,7 +40,11 @@ impl Rule for EmailRule {
 }
 
 /// The registration pattern of [`EmailRule`] (ECMA-262 and Python `re` alike).
-pub const EMAIL_PATTERN: &str = r"^[^\s@<>\x00-\x1f\x7f-\x9f]{1,64}@[^\s@<>.\x00-\x1f\x7f-\x9f]+(\.[^\s@<>.\x00-\x1f\x7f-\x9f]+)+$";
+pub const EMAIL_PATTERN: &str = concat!(
+    r"^[^\s@<>\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]{1,64}",
+    r"@[^\s@<>.\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]+",
+    r"(\.[^\s@<>.\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]+)+$"
+);
 
 /// A new password (see `passwords::is_acceptable`): 8 to 1024 characters (Unicode scalar
 /// values), any of them. Anything else is `weak_password`.
@@ -369,6 +374,10 @@ mod tests {
             "ada@exa\tmple.com",
             "ada@exa\u{7f}mple.com",
             "ada@exa\u{85}mple.com",
+            "a\u{202e}b@example.com",
+            "pg\u{200b}@example.com",
+            "ada@exam\u{ad}ple.com",
+            "\u{feff}ada@example.com",
             long_local.as_str(),
             longest_local.as_str(),
         ];
@@ -380,7 +389,12 @@ mod tests {
 
     /// `EMAIL_PATTERN`, by hand (no regex crate here).
     fn matches_email_pattern(s: &str) -> bool {
-        let bad = |c: char| c.is_whitespace() || c.is_control() || "@<>".contains(c);
+        let bad = |c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || crate::api::auth::is_invisible(c)
+                || "@<>".contains(c)
+        };
         let Some((local, domain)) = s.split_once('@') else {
             return false;
         };

@@ -88,19 +88,30 @@ impl Store {
         record(&self.db, user_id, kind, at, session_id, meta).await
     }
 
-    /// The user's most recent events, newest first.
+    /// The user's most recent events, newest first: at most `limit`, of which at most
+    /// `max_failures` are `login_failed`. Anyone who knows an email can add failed logins, so
+    /// they must never push the events that matter (a login from a new address, a reuse) out.
     pub async fn recent_events(
         &self,
         user_id: &str,
         limit: u64,
+        max_failures: u64,
     ) -> Result<Vec<SecurityEvent>, StoreError> {
-        Ok(security_events::Entity::find()
-            .filter(security_events::Column::UserId.eq(user_id))
-            .order_by_desc(security_events::Column::At)
-            .order_by_desc(security_events::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?
+        use security_events::Column as E;
+        let failed = EventKind::LoginFailed.as_str();
+        let newest = |q: sea_orm::Select<security_events::Entity>, n: u64| {
+            q.filter(E::UserId.eq(user_id))
+                .order_by_desc(E::At)
+                .order_by_desc(E::Id)
+                .limit(n)
+                .all(&self.db)
+        };
+        let find = security_events::Entity::find;
+        let mut rows = newest(find().filter(E::Kind.ne(failed)), limit).await?;
+        rows.extend(newest(find().filter(E::Kind.eq(failed)), max_failures.min(limit)).await?);
+        rows.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        rows.truncate(limit as usize);
+        Ok(rows
             .into_iter()
             .map(|e| SecurityEvent {
                 kind: e.kind,

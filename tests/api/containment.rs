@@ -274,3 +274,103 @@ async fn a_rotated_refresh_token_presented_at_logout_after_its_grace_window_is_r
     let kinds = app.events(&fresh.access).await;
     assert_eq!(kinds[0], "logout", "{kinds:?}");
 }
+
+#[tokio::test]
+async fn a_burst_of_revocations_elsewhere_does_not_hold_up_the_ones_behind_it() {
+    let app = spawn_app().await;
+    let victim = app.user(&email()).await;
+    let now = app.clock.now();
+    let row = |session_id: String| entity::revoked_sessions::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        session_id: Set(session_id),
+        user_id: Set("someone".into()),
+        revoked_at: Set(now),
+        expires_at: Set(now + 600),
+    };
+    // Another instance ends 10,500 sessions, then the victim's, all within the settle window.
+    let burst: Vec<_> = (0..10_500)
+        .map(|_| row(uuid::Uuid::new_v4().to_string()))
+        .collect();
+    let db = app.state().store.connection();
+    for chunk in burst.chunks(1000) {
+        entity::revoked_sessions::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await
+            .unwrap();
+    }
+    entity::revoked_sessions::Entity::insert(row(victim.session_id.clone()))
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.me_status(&victim.access).await == StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation behind the burst never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_never_push_the_events_that_matter_out_of_the_log() {
+    let app = spawn_app().await;
+    let mail = email();
+    app.register(&mail, PASSWORD).await;
+    let intrusion = app
+        .client
+        .post(app.url("/auth/login"))
+        .header("user-agent", "attacker-ua")
+        .json(&json!({"email": mail, "password": PASSWORD, "delivery": "body"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(intrusion.status(), StatusCode::OK);
+    for _ in 0..60 {
+        let r = app
+            .post_json(
+                "/auth/login",
+                json!({"email": mail, "password": "x".repeat(8)}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The failures are written after the answer: wait until the log has them.
+    let user = app.login_body(&mail, PASSWORD).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events: Vec<Value> = loop {
+        let v: Vec<Value> = app
+            .get_auth("/auth/events", &user.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let failed = v.iter().filter(|e| e["kind"] == "login_failed").count();
+        if failed >= 10 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let failed = events
+        .iter()
+        .filter(|e| e["kind"] == "login_failed")
+        .count();
+    assert_eq!(failed, 10, "at most 10 failures are listed");
+    assert!(
+        events.iter().any(|e| e["user_agent"] == "attacker-ua"),
+        "the intrusion's login was pushed out"
+    );
+}
+
+#[tokio::test]
+async fn emails_with_invisible_or_bidirectional_characters_are_refused() {
+    let app = spawn_app().await;
+    for mail in [
+        "a\u{202e}moc.elpmaxe@example.com",
+        "pg\u{200b}@example.com",
+        "ada@exam\u{ad}ple.com",
+    ] {
+        let r = app.register(mail, PASSWORD).await;
+        assert_error(r, StatusCode::BAD_REQUEST, "invalid_email").await;
+    }
+}

@@ -264,3 +264,17 @@ async fn every_route_sends_nosniff_and_auth_routes_no_store() {
         }
     }
 }
+
+#[tokio::test]
+async fn no_page_can_be_framed_or_leak_its_address_and_the_docs_run_under_a_csp() {
+    let app = spawn_app().await;
+    for path in ["/docs", "/healthz", "/auth/sessions"] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.headers()["x-frame-options"], "DENY", "{path}");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer", "{path}");
+    }
+    let r = app.client.get(app.url("/docs")).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+}

@@ -315,6 +315,7 @@ async fn events_list_the_callers_history_newest_first() {
                 .unwrap()
                 .id,
             10,
+            10,
         )
         .await
         .unwrap()
