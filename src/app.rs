@@ -148,6 +148,7 @@ pub async fn start(
             addr: cfg.listen,
             source,
         })?;
+    let acceptor = crate::conn::LimitedAcceptor::new(acceptor, cfg.connection_limits());
     let addr = acceptor
         .local_addr()
         .first()

@@ -152,6 +152,31 @@ pub struct ServeConfig {
     #[arg(long, env = "AUTHD_HASH_QUEUE", value_name = "AUTHD_HASH_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub hash_queue: u64,
 
+    /// Milliseconds a client has to send a request's head, from connecting (or from the
+    /// request's first byte on a kept-alive connection) to the blank line that ends it.
+    #[arg(long, env = "AUTHD_HTTP_HEADER_TIMEOUT_MS", value_name = "AUTHD_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub http_header_timeout_ms: u64,
+
+    /// Milliseconds from the end of a request's head to the start of the answer: the body must
+    /// arrive within it.
+    #[arg(long, env = "AUTHD_HTTP_REQUEST_TIMEOUT_MS", value_name = "AUTHD_HTTP_REQUEST_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub http_request_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive connection may stay silent between an answer and the next
+    /// request.
+    #[arg(long, env = "AUTHD_HTTP_IDLE_TIMEOUT_MS", value_name = "AUTHD_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub http_idle_timeout_ms: u64,
+
+    /// Most open connections; past it new ones are closed at once. 0: three quarters of the
+    /// file-descriptor limit, at most 8192.
+    #[arg(long, env = "AUTHD_MAX_CONNECTIONS", value_name = "AUTHD_MAX_CONNECTIONS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Most open connections from one client address (behind a proxy, that is the proxy: raise
+    /// it or set 0 for no per-address cap).
+    #[arg(long, env = "AUTHD_MAX_CONNECTIONS_PER_IP", value_name = "AUTHD_MAX_CONNECTIONS_PER_IP", default_value_t = 512, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_connections_per_ip: u64,
+
     /// Milliseconds between two polls of the shared revocation list and key set.
     #[arg(long, env = "AUTHD_SYNC_INTERVAL_MS", value_name = "AUTHD_SYNC_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub sync_interval_ms: u64,
@@ -179,6 +204,11 @@ impl Default for ServeConfig {
             key_file: None,
             hash_threads: 0,
             hash_queue: 64,
+            http_header_timeout_ms: 10_000,
+            http_request_timeout_ms: 60_000,
+            http_idle_timeout_ms: 60_000,
+            max_connections: 0,
+            max_connections_per_ip: 512,
         }
     }
 }
@@ -216,6 +246,20 @@ impl ServeConfig {
             return Err("AUTHD_AUDIENCE must not be empty".to_owned());
         }
         Ok(())
+    }
+
+    /// The HTTP connection limits.
+    pub fn connection_limits(&self) -> crate::conn::Limits {
+        crate::conn::Limits {
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            request_timeout: Duration::from_millis(self.http_request_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            max_connections: match self.max_connections {
+                0 => crate::conn::default_max_connections(),
+                n => n as usize,
+            },
+            max_per_ip: self.max_connections_per_ip as usize,
+        }
     }
 
     /// The `iss` claim: the configured issuer, or `http://` + the listen address.

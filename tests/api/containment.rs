@@ -374,3 +374,50 @@ async fn emails_with_invisible_or_bidirectional_characters_are_refused() {
         assert_error(r, StatusCode::BAD_REQUEST, "invalid_email").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_run_neither_holds_the_server_nor_keeps_other_clients_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| {
+        c.http_header_timeout_ms = 1000;
+        c.max_connections_per_ip = 20;
+        c.max_connections = 100;
+    })
+    .await;
+    let addr = app.app.as_ref().unwrap().addr;
+    // Sixty connections from one address that never finish their request's head.
+    let mut slow = Vec::new();
+    for _ in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        slow.push(s);
+    }
+    // A client elsewhere is served at once.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = elsewhere
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The server closes every one of them: over the cap at once, the rest at the deadline.
+    for (i, mut s) in slow.into_iter().enumerate() {
+        let mut buf = [0u8; 512];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "slow connection {i} is still open");
+    }
+    // And the slow address is served again once its connections are gone.
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
