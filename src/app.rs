@@ -35,6 +35,8 @@ pub enum StartError {
     Keys(#[from] crate::tokens::keys::KeyError),
     #[error("password hasher: {0}")]
     Hasher(#[from] crate::passwords::PasswordError),
+    #[error("the OS random number generator failed: {0}")]
+    Random(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -167,10 +169,17 @@ pub async fn start(
         cfg.leeway_secs,
     );
     access.set_max_lifetime(policy.access_ttl_secs);
+    let mut fresh_key = [0u8; 32];
+    getrandom::fill(&mut fresh_key).map_err(|e| StartError::Random(e.to_string()))?;
+    let device_key = store
+        .shared_secret("device_token_key", clock.now(), || fresh_key.to_vec())
+        .await?;
+    let devices = crate::tokens::DeviceTokens::new(&device_key);
     let state = AppState(Arc::new(Inner {
         store,
         hasher,
         access,
+        devices,
         keys,
         revoked,
         limits: crate::ratelimit::RateLimits::new(clock.clone(), cfg.rate_limits),

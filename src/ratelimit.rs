@@ -33,7 +33,14 @@ pub mod limits {
         burst: 5.0,
         per_sec: 1.0 / 60.0,
     };
-    /// Failed logins per account from all IPs: 20, then one every 6 s.
+    /// Failed logins per known device (one holding a device token of the account): 5, then one
+    /// a minute. Such failures never count against the account.
+    pub const LOGIN_FAILURES_PER_DEVICE: Limit = Limit {
+        burst: 5.0,
+        per_sec: 1.0 / 60.0,
+    };
+    /// Failed logins per account from all IPs, by clients without a device token of it: 20,
+    /// then one every 6 s.
     pub const LOGIN_FAILURES_PER_ACCOUNT: Limit = Limit {
         burst: 20.0,
         per_sec: 1.0 / 6.0,
@@ -163,6 +170,7 @@ pub struct RateLimits {
     pub login_ip: Limiter,
     pub login_account_ip: Limiter,
     pub login_account: Limiter,
+    pub login_device: Limiter,
     pub password_user: Limiter,
     pub failure_events: Limiter,
     pub register_ip: Limiter,
@@ -177,6 +185,7 @@ impl RateLimits {
             login_ip: l(limits::LOGIN_PER_IP),
             login_account_ip: l(limits::LOGIN_FAILURES_PER_ACCOUNT_IP),
             login_account: l(limits::LOGIN_FAILURES_PER_ACCOUNT),
+            login_device: l(limits::LOGIN_FAILURES_PER_DEVICE),
             password_user: l(limits::PASSWORD_FAILURES_PER_USER),
             failure_events: l(limits::FAILURE_EVENTS_PER_ACCOUNT),
             register_ip: l(limits::REGISTER_PER_IP),
@@ -190,6 +199,7 @@ impl RateLimits {
             &self.login_ip,
             &self.login_account_ip,
             &self.login_account,
+            &self.login_device,
             &self.password_user,
             &self.failure_events,
             &self.register_ip,

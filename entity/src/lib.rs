@@ -4,6 +4,7 @@ pub mod issuing_policy;
 pub mod prelude;
 pub mod refresh_tokens;
 pub mod revoked_sessions;
+pub mod secrets;
 pub mod security_events;
 pub mod sessions;
 pub mod signing_keys;

@@ -10,6 +10,10 @@
 //   missing): one tab refreshes, the others take the token it broadcasts.
 // - Logout tells the other tabs, which drop their tokens at once.
 // - `restore()` on page load recovers the session from the refresh cookie alone.
+// - Keeps the `device_token` of each login in `localStorage` (one per account and authd) and
+//   sends it with the next login to that account: authd then counts this browser's wrong
+//   passwords against the device, so an attacker guessing the account from elsewhere cannot
+//   lock this browser out. It is no credential (it cannot log anyone in), only a "seen before".
 // - Says what is wrong when the set-up is (see "Errors the client diagnoses" below).
 //
 //   const auth = createAuthClient({ baseUrl: 'https://auth.example.com' });
@@ -320,12 +324,17 @@ export function createAuthClient(options) {
         'would not keep the refresh cookie and a reload would log you out: serve both from one site ' +
         '(both on localhost or both on 127.0.0.1, or subdomains of one domain)'));
     }
+    const deviceKey = `authd:device:${baseUrl}:${String(email).trim().toLowerCase()}`;
+    const store = globalThis.localStorage;
+    const device = store?.getItem(deviceKey) ?? undefined;
     const res = await call('/auth/login', {
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ email, password, delivery: 'cookie' }),
+      body: JSON.stringify({ email, password, delivery: 'cookie', device_token: device }),
     });
     if (!res.ok) throw await errorOf(res);
-    setToken(fromResponse(await res.json()), { broadcast: true });
+    const body = await res.json();
+    if (body.device_token) store?.setItem(deviceKey, body.device_token);
+    setToken(fromResponse(body), { broadcast: true });
     return state();
   }
 

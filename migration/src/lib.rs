@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_create_tables;
 mod m20261126_000002_partial_used_index;
 mod m20261202_000003_issuing_policy;
+mod m20261202_000004_secrets;
 
 /// Runs every migration in order; `authd migrate` and `authd serve` call it.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_tables::Migration),
             Box::new(m20261126_000002_partial_used_index::Migration),
             Box::new(m20261202_000003_issuing_policy::Migration),
+            Box::new(m20261202_000004_secrets::Migration),
         ]
     }
 }

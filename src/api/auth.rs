@@ -86,6 +86,11 @@ pub struct LoginRequest {
     // `cookie` (default) or `body`. No doc comment: with one, poem-openapi wraps the `$ref` in
     // an `allOf`, which SDK generators cannot take for an enum; `Delivery` documents itself.
     pub delivery: Optional<Delivery>,
+    /// The `device_token` an earlier login to this account gave this client, if it kept one.
+    /// Wrong passwords from a known device count against that device, never against the
+    /// account, so an attacker guessing from elsewhere cannot lock this client out.
+    #[oai(validator(max_length = 256))]
+    pub device_token: Optional<StrictString>,
 }
 
 impl poem_openapi::types::Example for LoginRequest {
@@ -94,6 +99,7 @@ impl poem_openapi::types::Example for LoginRequest {
             email: "ada@example.com".into(),
             password: "correct horse battery staple".into(),
             delivery: Optional(Some(Delivery::Cookie)),
+            device_token: Optional(None),
         }
     }
 }
@@ -115,6 +121,11 @@ pub struct TokenResponse {
     /// The refresh token: present only with body delivery.
     #[oai(skip_serializing_if_is_none)]
     pub refresh_token: Option<String>,
+    /// Login only: marks this client as one that has logged in to this account. Keep it with
+    /// the account's email (it is worth nothing for another) and send it as `device_token` at
+    /// the next login; each login returns a new one, valid for a year.
+    #[oai(skip_serializing_if_is_none)]
+    pub device_token: Option<String>,
 }
 
 impl poem_openapi::types::Example for TokenResponse {
@@ -127,6 +138,9 @@ impl poem_openapi::types::Example for TokenResponse {
             session_id: "0b9e3c8e-5d0a-4f8e-a1c2-7e4d9b6f2a35".into(),
             refresh_expires_in: 1_209_600,
             refresh_token: Some("q3Zx1bJ4o8mTn0yKc5VwR2dL7sEhA9uGfP6iQxWjN1Y".into()),
+            device_token: Some(
+                "v1.AAAAAGpYQ4Aq3Zx1bJ4o8mTn0yKc5VwR2dL7sEhA9uGfP6iQxWjN1Yq3Zx1bJ4o8mTn0yKc5Vw".into(),
+            ),
         }
     }
 }
@@ -282,6 +296,7 @@ fn issue(
     email: &str,
     refresh: &RefreshToken,
     delivery: Delivery,
+    device_token: Option<String>,
 ) -> Result<TokenIssued, ApiError> {
     let (access_token, expires_in) = state
         .access
@@ -311,6 +326,7 @@ fn issue(
             session_id: session.id.clone(),
             refresh_expires_in,
             refresh_token: body_token,
+            device_token,
         }),
         cookie,
     ))
@@ -538,21 +554,31 @@ impl AuthApi {
             email,
             password,
             delivery,
+            device_token,
         } = body.0;
         let ip = meta.ip.clone().unwrap_or_default();
         // Throttling keys on the address as typed (normalised), whether or not it exists, so a
         // 429 reveals nothing about accounts.
         let account = email.trim().to_lowercase();
-        let account_ip = format!("{account}|{ip}");
+        let device = device_token
+            .0
+            .and_then(|t| state.devices.verify(&t, &account, state.clock.now()));
+        // Failures from a device that logged in to this account before count against that
+        // device; everyone else's against the account, from this address and from all.
+        let l = &state.limits;
+        let failures = match device {
+            Some(d) => vec![(&l.login_device, format!("{account}|{d}"))],
+            None => vec![
+                (&l.login_account_ip, format!("{account}|{ip}")),
+                (&l.login_account, account.clone()),
+            ],
+        };
         let throttled = state
             .throttle(&state.limits.login_ip, &ip, "login")
             .err()
             .or_else(|| {
-                let wait = state
-                    .limits
-                    .login_account_ip
-                    .wait_secs(&account_ip)
-                    .max(state.limits.login_account.wait_secs(&account));
+                let wait = failures.iter().map(|(l, k)| l.wait_secs(k)).max();
+                let wait = wait.unwrap_or(0);
                 (wait > 0).then(|| {
                     state
                         .metrics
@@ -589,8 +615,9 @@ impl AuthApi {
                     }
                 });
             }
-            let _ = state.limits.login_account_ip.take(&account_ip);
-            let _ = state.limits.login_account.take(&account);
+            for (limiter, key) in &failures {
+                let _ = limiter.take(key);
+            }
             state.metrics.login("invalid_credentials");
             return Err(ApiError::InvalidCredentials.into());
         };
@@ -618,12 +645,17 @@ impl AuthApi {
         state.revoke_in_memory(&opened.evicted, "session_limit");
         let session = opened.session;
         state.metrics.login("success");
+        let device_token = state.devices.issue(&account, now).map_err(|e| {
+            tracing::error!(error = %e, "OS random number generator failed");
+            ApiError::Internal
+        })?;
         Ok(issue(
             &state,
             &session,
             &user.email,
             &refresh,
             delivery.0.unwrap_or_default(),
+            Some(device_token),
         )?)
     }
 
@@ -698,7 +730,7 @@ impl AuthApi {
         match outcome {
             Rotation::Rotated { session, email } => {
                 state.metrics.refresh(RefreshOutcome::Rotated);
-                Ok(issue(&state, &session, &email, &successor, delivery)?)
+                Ok(issue(&state, &session, &email, &successor, delivery, None)?)
             }
             Rotation::Replayed {
                 session,
@@ -712,7 +744,7 @@ impl AuthApi {
                     current = current.open(sealed).ok_or(ApiError::InvalidRefreshToken)?;
                 }
                 state.metrics.refresh(RefreshOutcome::GraceReplay);
-                Ok(issue(&state, &session, &email, &current, delivery)?)
+                Ok(issue(&state, &session, &email, &current, delivery, None)?)
             }
             Rotation::Reused(ended) => {
                 tracing::warn!(

@@ -51,6 +51,7 @@ pub struct Inner {
     pub store: Store,
     pub hasher: Hasher,
     pub access: AccessTokens,
+    pub devices: crate::tokens::DeviceTokens,
     pub keys: Arc<KeySet>,
     pub revoked: Arc<RevokedSet>,
     pub clock: SharedClock,

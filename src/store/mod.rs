@@ -22,6 +22,7 @@ pub mod open;
 mod policy;
 mod prune;
 mod rotation;
+mod secrets;
 mod sessions;
 mod users;
 

@@ -3,11 +3,13 @@
 //! Nothing here knows about the database or HTTP.
 
 pub mod access;
+pub mod device;
 pub mod keys;
 pub mod refresh;
 pub mod revoked;
 
 pub use access::{AccessClaims, AccessTokens, TokenError};
+pub use device::DeviceTokens;
 pub use keys::{KeyRecord, KeySet};
 pub use refresh::RefreshToken;
 pub use revoked::RevokedSet;

@@ -421,3 +421,56 @@ async fn a_slowloris_run_neither_holds_the_server_nor_keeps_other_clients_out() 
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn guessing_from_many_addresses_cannot_lock_out_a_device_that_logged_in_before() {
+    let app = spawn_app_with(|c| {
+        c.rate_limits = true;
+        c.trust_proxy = 1;
+    })
+    .await;
+    let mail = email();
+    app.register(&mail, PASSWORD).await;
+    let login = |ip: String, password: &'static str, device: Option<&str>| {
+        let mut body = json!({"email": mail, "password": password, "delivery": "body"});
+        if let Some(d) = device {
+            body["device_token"] = json!(d);
+        }
+        app.client
+            .post(app.url("/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&body)
+            .send()
+    };
+    let first = login("198.51.100.7".into(), PASSWORD, None).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let device: Value = first.json().await.unwrap();
+    let device = device["device_token"].as_str().unwrap().to_owned();
+    // Thirty addresses, one wrong guess each: past the account's bucket for unknown clients.
+    for i in 0..30 {
+        let _ = login(format!("203.0.113.{i}"), "a wrong guess", None)
+            .await
+            .unwrap();
+    }
+    let unknown = login("198.51.100.8".into(), PASSWORD, None).await.unwrap();
+    assert_error(unknown, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let known = login("198.51.100.8".into(), PASSWORD, Some(&device))
+        .await
+        .unwrap();
+    assert_eq!(
+        known.status(),
+        StatusCode::OK,
+        "the known device was locked out"
+    );
+    // A device token guesses under its own small budget.
+    for _ in 0..5 {
+        let r = login("198.51.100.9".into(), "a wrong guess", Some(&device))
+            .await
+            .unwrap();
+        assert_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let r = login("198.51.100.9".into(), PASSWORD, Some(&device))
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}

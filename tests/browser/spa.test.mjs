@@ -16,8 +16,16 @@ test('login, then a page reload restores the session from the refresh cookie alo
   const firstSession = await page.evaluate(() => window.authd.state.sessionId);
 
   // Nothing of the session is kept in web storage: only the HttpOnly cookie survives a reload.
-  const storage = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length }));
-  assert.deepEqual(storage, { local: 0, session: 0 });
+  // The one stored item is the account's device token, which logs nobody in.
+  const storage = await page.evaluate(() => ({
+    local: Object.keys(localStorage).map((k) => [k, localStorage.getItem(k)]),
+    session: sessionStorage.length,
+  }));
+  assert.equal(storage.session, 0);
+  assert.equal(storage.local.length, 1, JSON.stringify(storage.local));
+  const [deviceKey, deviceToken] = storage.local[0];
+  assert.ok(deviceKey.startsWith('authd:device:') && deviceKey.endsWith(user.email), deviceKey);
+  assert.ok(deviceToken.startsWith('v1.'), 'a device token, not a session token');
 
   const refreshes = [];
   page.on('request', (r) => { if (r.method() === 'POST' && r.url().endsWith('/auth/refresh')) refreshes.push(r); });
