@@ -17,7 +17,7 @@ async fn race(app: &TestApp, token: &str, n: usize) -> Vec<(StatusCode, Option<S
     join_all(calls).await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_grace_off_exactly_one_of_n_parallel_refreshes_wins() {
     let app = spawn_app_with(|c| c.reuse_grace_secs = 0).await;
     for n in [2, 10, 50] {
@@ -50,7 +50,7 @@ async fn with_grace_off_exactly_one_of_n_parallel_refreshes_wins() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_grace_on_every_parallel_refresh_gets_the_same_successor() {
     let app = spawn_app_with(|c| c.reuse_grace_secs = 10).await;
     for n in [2, 10, 50] {
@@ -68,7 +68,7 @@ async fn with_grace_on_every_parallel_refresh_gets_the_same_successor() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_on_different_sessions_never_fail() {
     let app = spawn_app().await;
     let mut users = Vec::new();

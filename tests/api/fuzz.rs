@@ -66,10 +66,40 @@ proptest! {
     }
 
     #[test]
-    fn the_refresh_token_parser_accepts_only_canonical_tokens(s in "\\PC{0,100}") {
-        if let Some(t) = RefreshToken::parse(&s) {
-            prop_assert_eq!(t.expose(), s.as_str());
-            prop_assert_eq!(s.len(), 43);
+    fn the_refresh_token_parser_accepts_only_canonical_tokens(
+        s in prop_oneof!["[A-Za-z0-9_-]{42,44}", "[A-Za-z0-9_+/=-]{43}", "\\PC{0,100}"],
+    ) {
+        // Mostly token-shaped input, so that the accepting branch really runs: a 43-character
+        // base64url string parses exactly when it is the canonical encoding of 32 bytes.
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let canonical = s.len() == 43
+            && URL_SAFE_NO_PAD
+                .decode(s.as_bytes())
+                .is_ok_and(|b| b.len() == 32 && URL_SAFE_NO_PAD.encode(&b) == s);
+        match RefreshToken::parse(&s) {
+            Some(t) => {
+                prop_assert!(canonical, "accepted a non-canonical {s:?}");
+                prop_assert_eq!(t.expose(), s.as_str());
+            }
+            None => prop_assert!(!canonical, "refused the canonical {s:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minted_token_with_one_character_changed_parses_only_if_still_canonical(
+        at in 0usize..43,
+        c in "[A-Za-z0-9_-]",
+    ) {
+        let t = RefreshToken::mint().unwrap();
+        let mut s = t.expose().to_owned();
+        s.replace_range(at..=at, &c);
+        if let Some(p) = RefreshToken::parse(&s) {
+            prop_assert_eq!(p.expose(), s.as_str());
+        }
+        // The last character carries 2 padding bits: only 16 of its 64 values are canonical.
+        if at == 42 && !"AEIMQUYcgkosw048".contains(c.as_str()) {
+            prop_assert!(RefreshToken::parse(&s).is_none());
         }
     }
 

@@ -28,6 +28,9 @@ pub fn test_config() -> ServeConfig {
         sync_interval_ms: 50,
         rate_limits: false,
         prune_interval_secs: 86_400,
+        // One hashing thread per test app: tests run many apps at once, and each thread keeps
+        // 19 MiB once it has verified a password.
+        hash_threads: 1,
         ..ServeConfig::default()
     }
 }
