@@ -78,6 +78,17 @@ impl RunningApp {
     }
 }
 
+impl Drop for RunningApp {
+    /// A server dropped without [`stop`](Self::stop) or [`wait`](Self::wait) stops at once:
+    /// its listener and background tasks are aborted rather than left running unowned.
+    fn drop(&mut self) {
+        self.server.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Loads the key set from the database, generating the first key on first start.
 pub async fn load_keys(
     store: &Store,

@@ -139,6 +139,15 @@ fn on_postgres() -> bool {
     std::env::var("TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
 }
 
+/// The Postgres-only tests run (with the `postgres-tests` feature) only against Postgres: on
+/// SQLite they are reported as ignored, with the reason, never as passed.
+fn needs_postgres() {
+    assert!(
+        on_postgres(),
+        "this test needs TEST_DATABASE_URL=postgres://... (it ran because of --features postgres-tests)"
+    );
+}
+
 async fn timed(req: reqwest::RequestBuilder) -> (StatusCode, Value, Duration) {
     let started = Instant::now();
     let r = req.send().await.expect("the server answers");
@@ -148,12 +157,13 @@ async fn timed(req: reqwest::RequestBuilder) -> (StatusCode, Value, Duration) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "postgres-tests"),
+    ignore = "Postgres only: TEST_DATABASE_URL=postgres://... cargo test --features postgres-tests"
+)]
 async fn when_the_database_is_unreachable_it_answers_503_fast_verifies_from_memory_and_recovers() {
-    if !on_postgres() {
-        println!("skipped: the database-outage test needs TEST_DATABASE_URL (Postgres)");
-        return;
-    }
-    let (db, _) = fresh_database().await;
+    needs_postgres();
+    let (db, _database) = fresh_database().await;
     let proxy = Proxy::start(upstream_of(&db.database_url).await).await;
     let acquire = Duration::from_millis(1000);
     let server = Authd::start(
@@ -381,7 +391,7 @@ async fn no_half_rotation(
 
 #[tokio::test]
 async fn kill_9_during_a_refresh_storm_loses_nothing_a_client_was_told() {
-    let (db, _) = fresh_database().await;
+    let (db, _database) = fresh_database().await;
     // A grace window long enough to cover the restart: a rotation that committed but whose
     // answer was lost is then recovered by presenting its parent again, as the contract says.
     let env = [("AUTHD_REUSE_GRACE_SECS", "120")];
@@ -462,7 +472,7 @@ async fn kill_9_during_a_refresh_storm_loses_nothing_a_client_was_told() {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_exits_cleanly() {
-    let (db, _) = fresh_database().await;
+    let (db, _database) = fresh_database().await;
     let mut server = Authd::start(&db.database_url, &[]).await;
     let mail = email();
     assert_eq!(
@@ -529,7 +539,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_cleanly() {
 
 #[tokio::test]
 async fn fifty_concurrent_writers_never_get_a_5xx() {
-    let (db, _) = fresh_database().await;
+    let (db, _database) = fresh_database().await;
     let server = Authd::start(&db.database_url, &[]).await;
     let mut users = Vec::new();
     for _ in 0..25 {
@@ -578,12 +588,13 @@ async fn fifty_concurrent_writers_never_get_a_5xx() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "postgres-tests"),
+    ignore = "Postgres only: TEST_DATABASE_URL=postgres://... cargo test --features postgres-tests"
+)]
 async fn a_postgres_statement_past_the_statement_timeout_is_cancelled_as_unavailable() {
-    if !on_postgres() {
-        println!("skipped: the statement-timeout test needs TEST_DATABASE_URL (Postgres)");
-        return;
-    }
-    let (mut db, _) = fresh_database().await;
+    needs_postgres();
+    let (mut db, _database) = fresh_database().await;
     db.db_statement_timeout_ms = 200;
     let store = authd::store::Store::connect(&db).await.expect("connect");
     // Migrations are exempt: they may legitimately run longer than any request.

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub cfg: ServeConfig,
     /// The SQLite file, when the test runs on SQLite.
     pub sqlite_path: Option<PathBuf>,
+    /// The database's owner: it goes with the last app on it.
+    pub database: TestDb,
 }
 
 /// Settings a test may change before the server starts.
@@ -35,8 +37,75 @@ pub fn test_config() -> ServeConfig {
     }
 }
 
+/// A test's own database, removed when the last handle to it is dropped: the SQLite file with
+/// its `-wal` and `-shm`, or the Postgres database. Clones share it (a restarted app).
+#[derive(Clone, Default)]
+pub struct TestDb(std::sync::Arc<Owned>);
+
+#[derive(Default)]
+struct Owned {
+    sqlite_path: Option<PathBuf>,
+    /// The admin URL and the database's name.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// The SQLite file, when the test runs on SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.0.sqlite_path.clone()
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(path) = &self.sqlite_path {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        if let Some((admin, name)) = self.postgres.take() {
+            // Drop may run on the test's runtime, which cannot block: a thread of its own.
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let conn = Database::connect(admin).await.ok()?;
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    conn.execute_unprepared(&sql).await.ok()?;
+                    conn.close().await.ok()
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Some(()))) {
+                eprintln!("could not drop the test database (.ci/run drops leftovers)");
+            }
+        }
+    }
+}
+
+/// Removes test databases older than an hour, once per run: a test's own are removed when it
+/// ends, but a server task still winding down can reopen (and so recreate, empty) its file.
+fn sweep_stale_files(dir: &std::path::Path) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < hour_ago);
+            if old && entry.file_name().to_string_lossy().starts_with("authd_t_") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
+}
+
 /// A fresh database: an SQLite file, or a new Postgres database when `TEST_DATABASE_URL` is set.
-pub async fn fresh_database() -> (DbConfig, Option<PathBuf>) {
+/// It is removed when the returned [`TestDb`] (and every clone) is dropped: keep it bound.
+pub async fn fresh_database() -> (DbConfig, TestDb) {
     let name = format!("authd_t_{}", uuid::Uuid::new_v4().simple());
     match std::env::var("TEST_DATABASE_URL") {
         Ok(admin) if admin.starts_with("postgres") => {
@@ -57,12 +126,16 @@ pub async fn fresh_database() -> (DbConfig, Option<PathBuf>) {
                     database_url: url,
                     ..DbConfig::default()
                 },
-                None,
+                TestDb(std::sync::Arc::new(Owned {
+                    sqlite_path: None,
+                    postgres: Some((admin, name)),
+                })),
             )
         }
         _ => {
             let dir = std::env::temp_dir().join("authd-tests");
             std::fs::create_dir_all(&dir).expect("temp dir");
+            sweep_stale_files(&dir);
             let path = dir.join(format!("{name}.db"));
             let url = format!("sqlite://{}?mode=rwc", path.display());
             (
@@ -70,7 +143,10 @@ pub async fn fresh_database() -> (DbConfig, Option<PathBuf>) {
                     database_url: url,
                     ..DbConfig::default()
                 },
-                Some(path),
+                TestDb(std::sync::Arc::new(Owned {
+                    sqlite_path: Some(path),
+                    postgres: None,
+                })),
             )
         }
     }
@@ -87,17 +163,17 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let (db, sqlite_path) = fresh_database().await;
+    let (db, database) = fresh_database().await;
     let mut cfg = test_config();
     tweak(&mut cfg);
-    start_on(db, cfg, sqlite_path, TestClock::new()).await
+    start_on(db, cfg, database, TestClock::new()).await
 }
 
 /// Starts the app on an existing database.
 pub async fn start_on(
     db: DbConfig,
     cfg: ServeConfig,
-    sqlite_path: Option<PathBuf>,
+    database: TestDb,
     clock: TestClock,
 ) -> TestApp {
     let running = app::start(&db, &cfg, std::sync::Arc::new(clock.clone()), None)
@@ -115,7 +191,8 @@ pub async fn start_on(
         client,
         db,
         cfg,
-        sqlite_path,
+        sqlite_path: database.sqlite_path(),
+        database,
     }
 }
 
@@ -262,4 +339,32 @@ pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Val
 /// A unique email for a test.
 pub fn email() -> String {
     format!("u{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` if it still does not after
+/// 10 s (a generous bound on a loaded machine: what is waited for is a background sync of
+/// 50 ms, and the time it took is not what the test asserts).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within 10 s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+impl TestApp {
+    /// Waits until `/me` with `access` answers `want` (after a background sync).
+    pub async fn eventually_me(&self, access: &str, want: StatusCode) {
+        eventually(&format!("/me answers {want}"), || async {
+            self.me_status(access).await == want
+        })
+        .await;
+    }
 }

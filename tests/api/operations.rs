@@ -183,7 +183,7 @@ fn start_logged(
 
 #[tokio::test]
 async fn logs_are_json_lines_and_never_contain_a_secret() {
-    let (db, _) = fresh_database().await;
+    let (db, _database) = fresh_database().await;
     let (mut child, base, rx) = start_logged(&db.database_url);
     let client = reqwest::Client::new();
     let mail = email();
@@ -303,11 +303,7 @@ fn admin(db_url: &str, args: &[&str]) -> String {
 }
 
 async fn wait_for_status(app: &TestApp, access: &str, want: StatusCode) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.me_status(access).await != want && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(app.me_status(access).await, want);
+    app.eventually_me(access, want).await;
 }
 
 #[tokio::test]
@@ -412,13 +408,13 @@ async fn a_command_run_with_other_settings_never_shortens_what_the_servers_need(
     let replay = app.rotate(&other.refresh).await;
     assert_eq!(replay.refresh, current.refresh);
     // A restart loads the revocation from the database: still refused.
-    let (db, cfg, path, clock) = (
+    let (db, cfg, database, clock) = (
         app.db.clone(),
         app.cfg.clone(),
-        app.sqlite_path.clone(),
+        app.database.clone(),
         app.clock.clone(),
     );
     app.stop().await;
-    let app = start_on(db, cfg, path, clock).await;
+    let app = start_on(db, cfg, database, clock).await;
     assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
 }

@@ -12,7 +12,7 @@ use authd::clock::TestClock;
 use authd::config::DbConfig;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, test_config};
+use crate::helpers::{TestApp, TestDb, test_config};
 
 /// The issuer every instance of a test shares, as behind one load balancer.
 pub const ISSUER: &str = "http://authd.test";
@@ -51,6 +51,15 @@ pub struct Authd {
     child: Child,
     http: TestApp,
     log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Authd {
+    /// Keeps `database` (and so its file or Postgres database) as long as this process.
+    pub fn owning(mut self, database: TestDb) -> Self {
+        self.http.sqlite_path = database.sqlite_path();
+        self.http.database = database;
+        self
+    }
 }
 
 impl Deref for Authd {
@@ -130,6 +139,7 @@ impl Authd {
                 },
                 cfg: test_config(),
                 sqlite_path: None,
+                database: TestDb::default(),
             },
             log,
         };
