@@ -1,4 +1,4 @@
-//! Micro-benchmarks of authd's hot paths (issue 6), with plain `Instant` loops (no criterion).
+//! Micro-benchmarks of authd's hot paths, with plain `Instant` loops (no criterion).
 //!
 //! ```sh
 //! cargo bench --bench hot_paths            # every benchmark, about a minute

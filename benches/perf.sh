@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the figures of benches/PERFORMANCE.md (issue 6). Every server it starts listens on
+# Reproduces the figures of benches/PERFORMANCE.md. Every server it starts listens on
 # 127.0.0.1 only, runs with AUTHD_RATE_LIMITS=off, and is killed before the next one starts.
 #
 #   benches/perf.sh build                   # release server + loadgen, copied to /tmp

@@ -1,4 +1,4 @@
-//! Load generator for authd (issue 6): drives a running server with C concurrent clients, each
+//! Load generator for authd: drives a running server with C concurrent clients, each
 //! on its own keep-alive connection, for a fixed time, and prints ONE JSON line per run.
 //!
 //! ```sh

@@ -20,7 +20,7 @@ pub struct Limit {
     pub per_sec: f64,
 }
 
-/// The limits authd applies (documented in the README).
+/// The limits authd applies (documented in docs/security.md, "Rate limits").
 pub mod limits {
     use super::Limit;
     /// Password checks per client IP (login and password change): 20, then one every 3 s.

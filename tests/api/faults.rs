@@ -393,7 +393,7 @@ async fn no_half_rotation(
 async fn kill_9_during_a_refresh_storm_loses_nothing_a_client_was_told() {
     let (db, _database) = fresh_database().await;
     // A grace window long enough to cover the restart: a rotation that committed but whose
-    // answer was lost is then recovered by presenting its parent again, as the contract says.
+    // answer was lost is then recovered by presenting its parent again (docs/api.md).
     let env = [("AUTHD_REUSE_GRACE_SECS", "120")];
     let mut server = Authd::start(&db.database_url, &env).await;
     let mut chains = Vec::new();

@@ -317,7 +317,7 @@ impl TestApp {
     }
 }
 
-/// Asserts the contract's error body and returns it.
+/// Asserts the API's error body (`{"error", "message"}`, docs/api.md) and returns it.
 pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(resp.status(), status, "status for {code}");
     let ct = resp

@@ -1,7 +1,7 @@
 //! Several instances on one database: two real `authd serve` processes behind an imaginary load
 //! balancer (same `DATABASE_URL`, same issuer). Rotation is decided by the database, so a race
 //! across instances has one winner; revocations and keys reach the other instance through its
-//! background sync (`AUTHD_SYNC_INTERVAL_MS`, default 500 ms), and the contract bounds that at
+//! background sync (`AUTHD_SYNC_INTERVAL_MS`, default 500 ms), and authd promises that within
 //! 1 second.
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -315,8 +315,8 @@ test('a page on an origin authd does not allow can neither refresh nor log out',
 // A forged logout (a plain HTML form on any site, or a no-cors fetch from a same-site origin) is
 // refused, and its answer must not carry the Set-Cookie that expires the refresh cookie either:
 // Chromium applies a Set-Cookie even on such answers, so before authd stopped sending it to
-// foreign pages (a deliberate exception to API.md's "in any outcome"), any site could drop the
-// browser's session.
+// foreign pages (a deliberate exception to "a logout answer expires the cookie", see
+// docs/api.md#logout), any site could drop the browser's session.
 test('a forged logout (form POST, no-cors fetch) from a foreign origin leaves the refresh cookie alone',
   async (t) => {
     const { authd, context, demoUrl, third } = await setup(t, { name: 'foreign-origin-forged-logout', thirdParty: true });
