@@ -117,6 +117,17 @@ async fn ending_more_sessions_than_one_statement_can_bind_works_in_one_request()
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    // And the operator's commands, the same way.
+    seed_sessions(&app, &user_id, 11_000).await;
+    let out = crate::process::run_cli(&app.db.database_url, &["users", "disable", &mail]).await;
+    assert!(out.contains("ended 11000 session(s)"), "{out}");
+    seed_sessions(&app, &user_id, 11_000).await;
+    let out = crate::process::run_cli(
+        &app.db.database_url,
+        &["sessions", "revoke", "--user", &mail],
+    )
+    .await;
+    assert!(out.contains("ended 11000 session(s)"), "{out}");
 }
 
 #[tokio::test]
