@@ -9,6 +9,7 @@ pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod passwords;
+pub mod policy;
 pub mod ratelimit;
 pub mod store;
 pub mod tokens;

@@ -11,14 +11,12 @@ use crate::error::codes::*;
 use crate::error::{ApiError, Errors};
 use crate::metrics::RefreshOutcome;
 use crate::passwords;
+use crate::policy::{self, normalize_email};
 use crate::store::{
     EndReason, NewSession, NewUser, RotateRequest, Rotation, SessionInfo, SessionScope, Successor,
 };
 use crate::tokens::RefreshToken;
 use crate::tokens::access::Subject;
-
-/// Longest accepted email, in bytes (RFC 5321 path limit).
-const MAX_EMAIL_LEN: usize = 254;
 
 /// Registration.
 #[derive(Debug, Object)]
@@ -261,33 +259,6 @@ pub enum LogoutAuth {
     Cookie(RefreshCookie),
     #[oai(fallback)]
     Body,
-}
-
-/// Normalises an email (trim, lower-case) and checks it is plausible.
-pub fn normalize_email(raw: &str) -> Option<String> {
-    let email = raw.trim().to_lowercase();
-    let (local, domain) = email.split_once('@')?;
-    let ok = email.len() <= MAX_EMAIL_LEN
-        && !local.is_empty()
-        && local.len() <= 64
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && !domain.contains('@')
-        && !email.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || is_invisible(c) || c == '<' || c == '>'
-        });
-    ok.then_some(email)
-}
-
-/// Characters that change how an address is displayed without being seen: bidirectional
-/// controls (`a\u{202e}moc.elpmaxe@b` reads as another address in a log or an admin's list),
-/// zero-width characters and the soft hyphen (two addresses that look the same).
-pub fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 fn issue(
@@ -559,7 +530,7 @@ impl AuthApi {
         let ip = meta.ip.clone().unwrap_or_default();
         // Throttling keys on the address as typed (normalised), whether or not it exists, so a
         // 429 reveals nothing about accounts.
-        let account = email.trim().to_lowercase();
+        let account = policy::throttle_key(&email);
         let device = device_token
             .0
             .and_then(|t| state.devices.verify(&t, &account, state.clock.now()));
@@ -816,9 +787,9 @@ impl AuthApi {
         // A rotated refresh token outside its grace window is reuse wherever it is presented:
         // its session ends as reuse (event, warning, metric), as at refresh.
         let grace = state.settings.reuse_grace_secs;
-        let reused = found.as_ref().is_some_and(|(_, used_at)| {
-            used_at.is_some_and(|u| !crate::tokens::refresh::in_grace_window(u, now, grace))
-        });
+        let reused = found
+            .as_ref()
+            .is_some_and(|(_, used_at)| policy::is_reuse(*used_at, now, grace));
         if let Some((s, _)) = found.as_ref().filter(|_| reused) {
             end_as_reuse(&state, s, now, &meta).await?;
         }

@@ -27,7 +27,7 @@ pub trait Rule: Send + Sync + 'static {
 pub struct Plain;
 impl Rule for Plain {}
 
-/// An email as registration accepts it (see `auth::normalize_email`): one `@`, a local part of
+/// An email as registration accepts it (see `policy::normalize_email`): one `@`, a local part of
 /// 1 to 64 characters, a dotted domain, no whitespace, control characters, invisible formatting
 /// characters (bidirectional controls, zero-width characters, the soft hyphen), `<` or `>`; at
 /// most 254 characters. Anything else is `invalid_email`.
@@ -382,7 +382,7 @@ mod tests {
             longest_local.as_str(),
         ];
         for case in cases {
-            let by_handler = crate::api::auth::normalize_email(case).is_some();
+            let by_handler = crate::policy::normalize_email(case).is_some();
             assert_eq!(matches_email_pattern(case), by_handler, "{case:?}");
         }
     }
@@ -392,7 +392,7 @@ mod tests {
         let bad = |c: char| {
             c.is_whitespace()
                 || c.is_control()
-                || crate::api::auth::is_invisible(c)
+                || crate::policy::is_invisible(c)
                 || "@<>".contains(c)
         };
         let Some((local, domain)) = s.split_once('@') else {

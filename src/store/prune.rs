@@ -11,9 +11,6 @@ use super::{Store, StoreError};
 /// Rows deleted per statement.
 const BATCH: u64 = 1000;
 
-/// How long security events are kept, in seconds (90 days).
-pub const EVENT_RETENTION_SECS: i64 = 90 * 24 * 3600;
-
 /// What one pruning pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -40,8 +37,6 @@ impl Store {
         progress: impl Fn(&Pruned),
     ) -> Result<Pruned, StoreError> {
         let policy = self.issuing_policy().await?;
-        let grace_secs = policy.reuse_grace_secs;
-        let key_overlap_secs = policy.key_overlap_secs();
         let mut out = Pruned::default();
         loop {
             let ids: Vec<String> = sessions::Entity::find()
@@ -88,17 +83,17 @@ impl Store {
                 Expr::value(Option::<Vec<u8>>::None),
             )
             .filter(refresh_tokens::Column::SuccessorSealed.is_not_null())
-            .filter(refresh_tokens::Column::UsedAt.lte(now - grace_secs))
+            .filter(refresh_tokens::Column::UsedAt.lte(policy.sealed_successor_cutoff(now)))
             .exec(&self.db)
             .await?
             .rows_affected;
         out.events = security_events::Entity::delete_many()
-            .filter(security_events::Column::At.lte(now - EVENT_RETENTION_SECS))
+            .filter(security_events::Column::At.lte(crate::policy::event_cutoff(now)))
             .exec(&self.db)
             .await?
             .rows_affected;
         out.keys = signing_keys::Entity::delete_many()
-            .filter(signing_keys::Column::RetiredAt.lte(now - key_overlap_secs))
+            .filter(signing_keys::Column::RetiredAt.lte(policy.retired_key_cutoff(now)))
             .exec(&self.db)
             .await?
             .rows_affected;

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sessions::{ClientMeta, EndReason, EndedSession, SessionInfo, SessionScope};
 use super::{Store, StoreError};
-use crate::tokens::refresh::{self, Decision, MAX_REPLAY_HOPS, Rotated};
+use crate::policy::{self, Decision, MAX_REPLAY_HOPS, Rotated};
 
 /// The most rotations settled in one transaction.
 pub const MAX_BATCH: usize = 64;
@@ -288,10 +288,7 @@ impl Store {
 }
 
 fn idle_deadline(r: &RotateRequest, session: &SessionInfo) -> i64 {
-    Ord::min(
-        r.now.saturating_add(r.idle_secs),
-        session.absolute_expires_at,
-    )
+    policy::idle_deadline(r.now, r.idle_secs, session.absolute_expires_at)
 }
 
 /// The presented tokens that exist, joined with their sessions and users: one statement.
@@ -417,7 +414,7 @@ async fn settle_rotated(
     f: &Found,
     used_at: i64,
 ) -> Result<Rotation, StoreError> {
-    let chain = if refresh::in_grace_window(used_at, request.now, request.grace_secs) {
+    let chain = if policy::in_grace_window(used_at, request.now, request.grace_secs) {
         sealed_links(txn, f).await?
     } else {
         None
@@ -427,7 +424,7 @@ async fn settle_rotated(
         hops_to_current: chain.as_ref().map(Vec::len),
     };
     match (
-        refresh::decide(rotated, request.now, request.grace_secs),
+        policy::decide(rotated, request.now, request.grace_secs),
         chain,
     ) {
         (Decision::Replay, Some(chain)) => Ok(Rotation::Replayed {

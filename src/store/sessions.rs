@@ -33,11 +33,11 @@ pub struct SessionInfo {
 impl SessionInfo {
     /// When the session ends unless refreshed.
     pub fn expires_at(&self) -> i64 {
-        self.idle_expires_at.min(self.absolute_expires_at)
+        crate::policy::session_end(self.idle_expires_at, self.absolute_expires_at)
     }
 
     pub(super) fn is_live(&self, now: i64) -> bool {
-        now < self.expires_at()
+        crate::policy::is_live(self.idle_expires_at, self.absolute_expires_at, now)
     }
 }
 
@@ -151,7 +151,7 @@ impl Store {
     /// password hash the login verified is no longer the user's, or the user was disabled,
     /// before this commits: no session outlives the change that should have ended it.
     pub async fn create_session(&self, new: NewSession) -> Result<Option<Opened>, StoreError> {
-        let idle = (new.now + new.idle_secs).min(new.now + new.max_secs);
+        let idle = crate::policy::idle_deadline(new.now, new.idle_secs, new.now + new.max_secs);
         let row = sessions::Model {
             id: new.id.clone(),
             user_id: new.user_id.clone(),

@@ -1,7 +1,7 @@
 //! Refresh tokens: 256 random bits from the OS, base64url. The server keeps only the SHA-256
 //! hash, plus, for the grace window, the successor sealed under a key derived from its parent
-//! (so a copy of the database alone never yields a usable token). The rotation policy lives in
-//! [`decide`].
+//! (so a copy of the database alone never yields a usable token). What a rotated token's return
+//! means is the rotation policy's to say (`crate::policy::decide`).
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -95,50 +95,6 @@ impl RefreshToken {
     }
 }
 
-/// The most rotations a replayed token may be behind its session's current token. Tabs
-/// refreshing at once put it a few behind; a token many rotations behind is no lost response.
-pub const MAX_REPLAY_HOPS: usize = 16;
-
-/// What is known about a presented token that was already rotated.
-#[derive(Debug, Clone, Copy)]
-pub struct Rotated {
-    /// When it was rotated (unix seconds).
-    pub used_at: i64,
-    /// How many sealed links lead from it to its session's current token; `None` when the
-    /// chain is broken (pruned) or longer than [`MAX_REPLAY_HOPS`].
-    pub hops_to_current: Option<usize>,
-}
-
-/// What to do with a refresh token that was already rotated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Answer with the session's current token (a lost response, or tabs refreshing at once).
-    Replay,
-    /// Reuse: the token was stolen, or its holder is out of sync. End the whole session.
-    RevokeFamily,
-}
-
-/// Is `now` within the grace window of a token rotated at `used_at`? The window starts at the
-/// first rotation and never slides.
-pub fn in_grace_window(used_at: i64, now: i64, grace_secs: i64) -> bool {
-    grace_secs > 0 && now < used_at.saturating_add(grace_secs)
-}
-
-/// The reuse policy: within the grace window a rotated token is answered with its session's
-/// current token: its own successor when that is unused, otherwise the newest token of the
-/// chain, so that a late request from one tab cannot end a session another tab has already
-/// moved on. Any other presentation is reuse.
-pub fn decide(rotated: Rotated, now: i64, grace_secs: i64) -> Decision {
-    let reachable = rotated
-        .hops_to_current
-        .is_some_and(|h| (1..=MAX_REPLAY_HOPS).contains(&h));
-    if in_grace_window(rotated.used_at, now, grace_secs) && reachable {
-        Decision::Replay
-    } else {
-        Decision::RevokeFamily
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,31 +121,5 @@ mod tests {
         );
         assert_eq!(parent.open(&sealed), Some(child));
         assert_eq!(other.open(&sealed), None);
-    }
-
-    #[test]
-    fn the_window_starts_at_the_first_rotation_and_needs_a_chain_to_the_current_token() {
-        let r = Rotated {
-            used_at: 100,
-            hops_to_current: Some(1),
-        };
-        assert_eq!(decide(r, 109, 10), Decision::Replay);
-        assert_eq!(decide(r, 110, 10), Decision::RevokeFamily);
-        assert_eq!(decide(r, 100, 0), Decision::RevokeFamily);
-        let behind = |h| Rotated {
-            hops_to_current: h,
-            ..r
-        };
-        assert_eq!(decide(behind(Some(3)), 101, 10), Decision::Replay);
-        assert_eq!(
-            decide(behind(Some(MAX_REPLAY_HOPS)), 101, 10),
-            Decision::Replay
-        );
-        assert_eq!(
-            decide(behind(Some(MAX_REPLAY_HOPS + 1)), 101, 10),
-            Decision::RevokeFamily
-        );
-        assert_eq!(decide(behind(None), 101, 10), Decision::RevokeFamily);
-        assert_eq!(decide(behind(Some(0)), 101, 10), Decision::RevokeFamily);
     }
 }
