@@ -13,6 +13,7 @@ use crate::api::{self, AppState, CookiePolicy, Inner, OriginPolicy, Settings};
 use crate::clock::SharedClock;
 use crate::config::{DbConfig, ServeConfig, origin_of};
 use crate::passwords::Hasher;
+use crate::sessions::Sessions;
 use crate::store::{IssuingPolicy, Store};
 use crate::tokens::{AccessTokens, KeyRecord, KeySet, RevokedSet};
 
@@ -186,8 +187,23 @@ pub async fn start(
         .shared_secret("device_token_key", clock.now(), || fresh_key.to_vec())
         .await?;
     let devices = crate::tokens::DeviceTokens::new(&device_key);
-    let state = AppState(Arc::new(Inner {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let rules = crate::sessions::Rules {
+        refresh_idle_secs: cfg.refresh_idle_secs,
+        session_max_secs: cfg.session_max_secs,
+        reuse_grace_secs: cfg.reuse_grace_secs,
+        max_sessions_per_user: cfg.max_sessions_per_user,
+    };
+    let sessions = Sessions::new(
         store,
+        access.clone(),
+        revoked.clone(),
+        metrics.clone(),
+        clock.clone(),
+        rules,
+    );
+    let state = AppState(Arc::new(Inner {
+        sessions,
         hasher,
         access,
         devices,
@@ -198,14 +214,9 @@ pub async fn start(
         cookies: CookiePolicy::new(cfg.insecure_cookies),
         origins: OriginPolicy::new(own_origin, cfg.allowed_origins.0.clone()),
         settings: Settings {
-            refresh_idle_secs: cfg.refresh_idle_secs,
-            session_max_secs: cfg.session_max_secs,
-            reuse_grace_secs: cfg.reuse_grace_secs,
-            max_sessions_per_user: cfg.max_sessions_per_user,
             trust_proxy: cfg.trust_proxy,
-            rate_limits: cfg.rate_limits,
         },
-        metrics: crate::metrics::Metrics::new(),
+        metrics,
         ready: Default::default(),
     }));
 
@@ -286,7 +297,7 @@ fn metrics_endpoint(state: AppState) -> impl poem::Endpoint<Output = poem::Respo
     poem::endpoint::make_sync(move |_| {
         let m = &state.metrics;
         m.revoked_set_size.set(state.revoked.len() as i64);
-        let (open, idle) = state.store.pool_stats();
+        let (open, idle) = state.store().pool_stats();
         m.db_pool.with_label_values(&["idle"]).set(idle as i64);
         m.db_pool
             .with_label_values(&["in_use"])
@@ -362,7 +373,7 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: 
         state.limits.purge();
         // Retired keys verify, and tokens may live, as long as the recorded policy says
         // (another server may issue longer-lived tokens than this one).
-        let overlap = match state.store.issuing_policy().await {
+        let overlap = match state.store().issuing_policy().await {
             Ok(p) => {
                 state.access.set_max_lifetime(p.access_ttl_secs);
                 p.key_overlap_secs()
@@ -375,7 +386,7 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: 
         if !key_sync {
             continue;
         }
-        match state.store.live_keys(now, overlap).await {
+        match state.store().live_keys(now, overlap).await {
             Ok(records) if records.iter().any(|k| k.retired_at.is_none()) => {
                 let mut seen: Vec<_> = records
                     .iter()
@@ -407,7 +418,7 @@ async fn sync_revocations(
     let mut settled = cursor;
     let mut read = cursor;
     for _ in 0..SYNC_PAGES_PER_PASS {
-        let rows = state.store.revocations_after(read, SYNC_PAGE).await?;
+        let rows = state.store().revocations_after(read, SYNC_PAGE).await?;
         let full = rows.len() as u64 == SYNC_PAGE;
         for (id, sid, expires_at, revoked_at) in rows {
             state.revoked.insert(&sid, expires_at);
@@ -429,7 +440,7 @@ async fn prune_loop(state: AppState, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match state.store.prune(state.clock.now()).await {
+        match state.store().prune(state.clock.now()).await {
             Ok(p) => tracing::debug!(?p, "pruned"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }

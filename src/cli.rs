@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::app;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{DbConfig, ServeConfig};
+use crate::sessions::Sessions;
 use crate::store::{ClientMeta, EndReason, SessionScope, Store};
 use crate::tokens::KeyRecord;
 
@@ -227,20 +228,19 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Some(Command::Users(cmd)) => users(&cli.db, cmd).await,
         Some(Command::Sessions(SessionsCommand::Revoke { user })) => {
-            let store = store(&cli.db).await?;
-            let email = user.trim().to_lowercase();
-            let u = store
+            let sessions = Sessions::offline(store(&cli.db).await?, Arc::new(clock));
+            let email = email_arg(&user)?;
+            let u = sessions
+                .store()
                 .user_by_email(&email)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no user with email {email}"))?;
-            let now = clock.now();
-            let ended = store
-                .end_sessions(
+            let ended = sessions
+                .end(
                     &u.id,
                     SessionScope::All,
                     EndReason::Operator,
-                    now,
                     &ClientMeta::default(),
                 )
                 .await
@@ -284,12 +284,21 @@ async fn serve(db: &DbConfig, cfg: &ServeConfig) -> CliResult {
     Ok(())
 }
 
+/// An email given on the command line, normalised as everywhere else.
+fn email_arg(raw: &str) -> Result<String, String> {
+    crate::policy::normalize_email(raw).ok_or_else(|| format!("{raw:?} is not an email address"))
+}
+
 async fn users(db: &DbConfig, cmd: UsersCommand) -> CliResult {
-    let store = store(db).await?;
-    let now = SystemClock.now();
+    let sessions = Sessions::offline(store(db).await?, Arc::new(SystemClock));
     match cmd {
         UsersCommand::List => {
-            for u in store.list_users().await.map_err(|e| e.to_string())? {
+            for u in sessions
+                .store()
+                .list_users()
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 println!(
                     "{}\t{}\t{}",
                     u.id,
@@ -298,22 +307,19 @@ async fn users(db: &DbConfig, cmd: UsersCommand) -> CliResult {
                 );
             }
         }
-        UsersCommand::Disable { email } | UsersCommand::Enable { email } if email.is_empty() => {
-            return Err("EMAIL must not be empty".into());
-        }
         UsersCommand::Disable { email } => {
-            let email = email.trim().to_lowercase();
-            let ended = store
-                .set_user_disabled(&email, true, now)
+            let email = email_arg(&email)?;
+            let ended = sessions
+                .set_disabled(&email, true)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no user with email {email}"))?;
             println!("disabled {email}; ended {} session(s)", ended.len());
         }
         UsersCommand::Enable { email } => {
-            let email = email.trim().to_lowercase();
-            store
-                .set_user_disabled(&email, false, now)
+            let email = email_arg(&email)?;
+            sessions
+                .set_disabled(&email, false)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no user with email {email}"))?;

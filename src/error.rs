@@ -135,6 +135,12 @@ impl ApiError {
         }
     }
 
+    /// An internal failure of `what`: logged once with its cause, answered as a plain 500.
+    pub fn internal(what: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "{what} failed");
+        Self::Internal
+    }
+
     /// The request was malformed, without saying how.
     pub const fn invalid_request() -> Self {
         Self::InvalidRequest { problem: None }
@@ -264,6 +270,24 @@ impl From<crate::passwords::PasswordError> for ApiError {
 
 impl<const M: u32> From<crate::passwords::PasswordError> for Errors<M> {
     fn from(err: crate::passwords::PasswordError) -> Self {
+        Self(err.into())
+    }
+}
+
+impl From<crate::sessions::ServiceError> for ApiError {
+    fn from(err: crate::sessions::ServiceError) -> Self {
+        match err {
+            crate::sessions::ServiceError::Store(e) => e.into(),
+            crate::sessions::ServiceError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl<const M: u32> From<crate::sessions::ServiceError> for Errors<M> {
+    fn from(err: crate::sessions::ServiceError) -> Self {
         Self(err.into())
     }
 }

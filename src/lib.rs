@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod passwords;
 pub mod policy;
 pub mod ratelimit;
+pub mod sessions;
 pub mod store;
 pub mod tokens;

@@ -25,6 +25,24 @@ impl RefreshOutcome {
     }
 }
 
+/// Outcomes of `POST /auth/login`.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginOutcome {
+    Success,
+    InvalidCredentials,
+    RateLimited,
+}
+
+impl LoginOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+}
+
 /// Every metric authd exports.
 pub struct Metrics {
     registry: Registry,
@@ -140,9 +158,9 @@ impl Metrics {
         self.refreshes.with_label_values(&[outcome.label()]).inc();
     }
 
-    /// Counts a login outcome (`success`, `invalid_credentials`, `rate_limited`).
-    pub fn login(&self, outcome: &str) {
-        self.logins.with_label_values(&[outcome]).inc();
+    /// Counts a login outcome.
+    pub fn login(&self, outcome: LoginOutcome) {
+        self.logins.with_label_values(&[outcome.label()]).inc();
     }
 
     /// Counts `n` sessions ended for `cause`.

@@ -43,7 +43,7 @@ pub enum Probe {
 
 async fn database_reachable(state: &AppState) -> bool {
     matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await,
+        tokio::time::timeout(PROBE_TIMEOUT, state.store().ping()).await,
         Ok(Ok(()))
     )
 }

@@ -9,7 +9,8 @@ use poem_openapi::{OpenApiService, SecurityScheme, Tags};
 use crate::clock::SharedClock;
 use crate::error::ApiError;
 use crate::passwords::Hasher;
-use crate::store::{ClientMeta, EndedSession, Store};
+use crate::sessions::Sessions;
+use crate::store::{ClientMeta, Store};
 use crate::tokens::{AccessClaims, AccessTokens, KeySet, RevokedSet};
 
 pub mod auth;
@@ -28,18 +29,12 @@ pub use cookies::{CookiePolicy, OriginPolicy};
 /// Longest user agent kept with a session or an event.
 const MAX_USER_AGENT: usize = 256;
 
-/// Settings the handlers need, resolved once at start.
+/// Settings of the HTTP boundary, resolved once at start.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub refresh_idle_secs: i64,
-    pub session_max_secs: i64,
-    pub reuse_grace_secs: i64,
-    /// Most live sessions per user (`AUTHD_MAX_SESSIONS_PER_USER`).
-    pub max_sessions_per_user: u64,
     /// Trusted proxies in front of authd (`AUTHD_TRUST_PROXY`); 0: never read
     /// `X-Forwarded-For`.
     pub trust_proxy: usize,
-    pub rate_limits: bool,
 }
 
 /// Everything a request handler can reach. Cheap to clone.
@@ -48,7 +43,8 @@ pub struct AppState(pub Arc<Inner>);
 
 /// The parts of [`AppState`].
 pub struct Inner {
-    pub store: Store,
+    /// Every start, rotation and end of a session goes through it.
+    pub sessions: Sessions,
     pub hasher: Hasher,
     pub access: AccessTokens,
     pub devices: crate::tokens::DeviceTokens,
@@ -58,7 +54,7 @@ pub struct Inner {
     pub cookies: CookiePolicy,
     pub origins: OriginPolicy,
     pub settings: Settings,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: crate::ratelimit::RateLimits,
     /// Set once migrations ran and keys are loaded.
     pub ready: AtomicBool,
@@ -77,16 +73,18 @@ impl AppState {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Adds freshly ended sessions to the in-memory revoked set: this instance rejects their
-    /// access tokens from this moment on.
-    /// `cause` labels the `authd_sessions_revoked_total` metric.
-    pub fn revoke_in_memory(&self, ended: &[EndedSession], cause: &str) {
-        for e in ended {
-            self.revoked.insert(&e.session_id, e.horizon);
-            // An ordinary logout is no alert; the reuse path logs its own warning.
-            tracing::info!(user_id = %e.user_id, session_id = %e.session_id, cause, "session ended");
-        }
-        self.metrics.revoked(cause, ended.len());
+    /// The database, for reads and writes that start or end no session.
+    pub fn store(&self) -> &Store {
+        self.sessions.store()
+    }
+
+    /// Counts a request refused by a throttle of `operation`.
+    pub fn note_rate_limited(&self, operation: &str) {
+        self.metrics
+            .rate_limited
+            .with_label_values(&[operation])
+            .inc();
+        tracing::warn!(operation, key_kind = "client", "rate limited");
     }
 
     /// Takes a token from `limiter` for `key`, or answers 429 (counted per operation).
@@ -97,11 +95,7 @@ impl AppState {
         operation: &str,
     ) -> Result<(), ApiError> {
         limiter.take(key).map_err(|retry_after_secs| {
-            self.metrics
-                .rate_limited
-                .with_label_values(&[operation])
-                .inc();
-            tracing::warn!(operation, key_kind = "client", "rate limited");
+            self.note_rate_limited(operation);
             ApiError::RateLimited { retry_after_secs }
         })
     }
@@ -146,6 +140,14 @@ fn forwarded_for(req: &Request, hops: usize) -> Option<String> {
         .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
         .ok()?;
     Some(ip.to_string())
+}
+
+/// An empty success.
+#[derive(poem_openapi::ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
 }
 
 /// The groups of operations in the docs.

@@ -6,7 +6,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::auth::NoContent;
+use super::NoContent;
 use super::{AppState, BearerAuth, Tag};
 use crate::error::codes::*;
 use crate::error::{ApiError, Errors};
@@ -125,7 +125,7 @@ impl SessionsApi {
         auth: BearerAuth,
     ) -> Result<SessionList, Errors<{ INVALID_TOKEN | SERVICE_UNAVAILABLE }>> {
         let sessions = state
-            .store
+            .store()
             .list_sessions(&auth.0.sub, state.clock.now(), MAX_LISTED_SESSIONS)
             .await?;
         Ok(SessionList::Ok(Json(
@@ -170,20 +170,12 @@ impl SessionsApi {
         } else {
             EndReason::Revoked
         };
-        let ended = state
-            .store
-            .end_sessions(
-                &auth.0.sub,
-                SessionScope::One(id.0),
-                reason,
-                state.clock.now(),
-                &state.client_meta(req),
-            )
-            .await?;
+        let one = SessionScope::One(id.0);
+        let meta = state.client_meta(req);
+        let ended = state.sessions.end(&auth.0.sub, one, reason, &meta).await?;
         if ended.is_empty() {
             return Err(ApiError::NotFound.into());
         }
-        state.revoke_in_memory(&ended, "revoked");
         Ok(NoContent::Done)
     }
 
@@ -203,7 +195,7 @@ impl SessionsApi {
         auth: BearerAuth,
     ) -> Result<EventList, Errors<{ INVALID_TOKEN | SERVICE_UNAVAILABLE }>> {
         let events = state
-            .store
+            .store()
             .recent_events(&auth.0.sub, EVENT_PAGE, EVENT_PAGE_FAILURES)
             .await?;
         Ok(EventList::Ok(Json(

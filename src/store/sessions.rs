@@ -123,6 +123,18 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// The `cause` label of `authd_sessions_revoked_total` and of the "session ended" log line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Revoked => "revoked",
+            Self::Reused => "reuse",
+            Self::PasswordChanged => "password_change",
+            Self::Operator => "operator",
+            Self::Evicted => "session_limit",
+        }
+    }
+
     fn event(self) -> EventKind {
         match self {
             Self::Logout => EventKind::Logout,

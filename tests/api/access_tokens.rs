@@ -17,7 +17,7 @@ fn decode_part(token: &str, i: usize) -> Value {
 /// The server's own current key, read from its database, to forge tokens with.
 async fn server_key(app: &TestApp) -> (String, EncodingKey, Vec<u8>) {
     let keys = entity::prelude::SigningKeys::find()
-        .all(app.state().store.connection())
+        .all(app.state().store().connection())
         .await
         .unwrap();
     let k = keys.into_iter().find(|k| k.retired_at.is_none()).unwrap();

@@ -508,7 +508,7 @@ async fn signed_with_the_stolen_key(app: &TestApp, claims: &Value) -> String {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let key = entity::signing_keys::Entity::find()
         .filter(entity::signing_keys::Column::RetiredAt.is_null())
-        .one(app.state().store.connection())
+        .one(app.state().store().connection())
         .await
         .unwrap()
         .expect("a current key");

@@ -27,7 +27,7 @@ async fn seed_sessions(app: &TestApp, user_id: &str, n: usize) {
             ip: Set(None),
         })
         .collect();
-    let db = app.state().store.connection();
+    let db = app.state().store().connection();
     for chunk in rows.chunks(1000) {
         entity::sessions::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(db)
@@ -155,7 +155,7 @@ async fn a_login_whose_verified_password_was_replaced_meanwhile_opens_no_session
     let mail = email();
     let t = app.user(&mail).await;
     let user_id = user_id_of(&app, &t.access).await;
-    let store = &app.state().store;
+    let store = &app.state().store();
     let user = store.user_by_id(&user_id).await.unwrap().unwrap();
     let attempt = |hash: String| NewSession {
         id: uuid::Uuid::new_v4().to_string(),
@@ -302,7 +302,7 @@ async fn a_burst_of_revocations_elsewhere_does_not_hold_up_the_ones_behind_it() 
     let burst: Vec<_> = (0..10_500)
         .map(|_| row(uuid::Uuid::new_v4().to_string()))
         .collect();
-    let db = app.state().store.connection();
+    let db = app.state().store().connection();
     for chunk in burst.chunks(1000) {
         entity::revoked_sessions::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(db)

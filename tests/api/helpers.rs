@@ -313,7 +313,7 @@ impl TestApp {
     /// Runs one pruning pass at the test clock's time.
     pub async fn prune(&self) -> authd::store::Pruned {
         let s = self.state();
-        s.store.prune(s.clock.now()).await.expect("prune")
+        s.store().prune(s.clock.now()).await.expect("prune")
     }
 }
 

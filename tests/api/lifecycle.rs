@@ -65,7 +65,7 @@ async fn passwords_are_hashed_with_argon2id_at_owasp_strength_and_used_exactly()
     );
     let user = app
         .state()
-        .store
+        .store()
         .user_by_email(&mail)
         .await
         .unwrap()

@@ -304,14 +304,14 @@ async fn events_list_the_callers_history_newest_first() {
     // login_failed is recorded just after the answer (so it costs no time the client can see).
     let user_id = app
         .state()
-        .store
+        .store()
         .user_by_email(&mail)
         .await
         .unwrap()
         .unwrap()
         .id;
     eventually("login_failed is recorded", || async {
-        let events = app.state().store.recent_events(&user_id, 10, 10).await;
+        let events = app.state().store().recent_events(&user_id, 10, 10).await;
         !events.unwrap().is_empty()
     })
     .await;

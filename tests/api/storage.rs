@@ -18,7 +18,7 @@ async fn database_bytes(app: &TestApp) -> Vec<u8> {
         }
         return all;
     }
-    let db = app.state().store.connection();
+    let db = app.state().store().connection();
     let mut all = Vec::new();
     for table in [
         "users",

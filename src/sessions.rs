@@ -1,0 +1,404 @@
+//! The sessions service: the one door through which a session starts, rotates and ends.
+//!
+//! Every way a session ends (a logout of any scope, `DELETE /auth/sessions/{id}`, reuse, a
+//! password change, the per-user limit, an operator's command) goes through [`Sessions::end`],
+//! which runs the store's transaction and then mirrors what ended into the in-memory revoked set
+//! (this instance refuses the access tokens at once), counts it and logs it. A caller cannot
+//! forget a step, because it takes none of them itself. The HTTP handlers, the command line and
+//! the background tasks hold a `Sessions`; the rules it applies are `crate::policy`'s.
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::metrics::{Metrics, RefreshOutcome};
+use crate::policy::{self, LogoutScope};
+use crate::store::{
+    ClientMeta, EndReason, EndedSession, NewSession, RotateRequest, Rotation, SessionInfo,
+    SessionScope, Store, StoreError, Successor, User,
+};
+use crate::tokens::access::Subject;
+use crate::tokens::{AccessTokens, RefreshToken, RevokedSet};
+
+/// Why the service could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The OS random number generator, sealing or signing failed: a bug or a broken host.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The settings sessions are opened and rotated with.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub refresh_idle_secs: i64,
+    pub session_max_secs: i64,
+    pub reuse_grace_secs: i64,
+    pub max_sessions_per_user: u64,
+}
+
+/// Tokens just issued for a session.
+#[derive(Debug)]
+pub struct Issued {
+    pub session: SessionInfo,
+    /// The session's current refresh token.
+    pub refresh: RefreshToken,
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+/// What presenting a refresh token came to.
+#[derive(Debug)]
+pub enum Refreshed {
+    /// Rotated, or (within the grace window) answered with the session's current token.
+    Issued(Issued),
+    /// Refused: unknown, expired, revoked, or reuse (then the session has ended).
+    Refused,
+}
+
+/// The server's (or a command's) handle on sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    access: Option<AccessTokens>,
+    revoked: Option<Arc<RevokedSet>>,
+    metrics: Option<Arc<Metrics>>,
+    clock: SharedClock,
+    rules: Option<Rules>,
+}
+
+impl Sessions {
+    /// A server's service: it issues tokens and mirrors every end in `revoked`.
+    pub fn new(
+        store: Store,
+        access: AccessTokens,
+        revoked: Arc<RevokedSet>,
+        metrics: Arc<Metrics>,
+        clock: SharedClock,
+        rules: Rules,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            access: Some(access),
+            revoked: Some(revoked),
+            metrics: Some(metrics),
+            clock,
+            rules: Some(rules),
+        }))
+    }
+
+    /// An admin command's service: it ends sessions in the database only; running servers pick
+    /// the ends up within one sync interval.
+    pub fn offline(store: Store, clock: SharedClock) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            access: None,
+            revoked: None,
+            metrics: None,
+            clock,
+            rules: None,
+        }))
+    }
+
+    /// The store (for reads that end nothing: lists, lookups).
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    fn rules(&self) -> Result<Rules, ServiceError> {
+        self.0
+            .rules
+            .ok_or_else(|| ServiceError::Internal("no session rules offline".into()))
+    }
+
+    /// Opens a session for `user`, whose password hash `user.password_hash` the caller just
+    /// verified. `None` when that hash is no longer the user's, or the user was disabled, by
+    /// the time the session commits. Sessions past the per-user limit end here.
+    pub async fn open(
+        &self,
+        user: &User,
+        meta: ClientMeta,
+    ) -> Result<Option<Issued>, ServiceError> {
+        let rules = self.rules()?;
+        let refresh = mint()?;
+        let now = self.now();
+        let opened = self
+            .0
+            .store
+            .create_session(NewSession {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: user.id.clone(),
+                now,
+                idle_secs: rules.refresh_idle_secs,
+                max_secs: rules.session_max_secs,
+                meta,
+                token_hash: refresh.hash(),
+                verified_password_hash: user.password_hash.clone(),
+                max_sessions: rules.max_sessions_per_user,
+            })
+            .await?;
+        let Some(opened) = opened else {
+            return Ok(None);
+        };
+        self.mirror(&opened.evicted, EndReason::Evicted);
+        Ok(Some(self.issue(opened.session, &user.email, refresh)?))
+    }
+
+    /// Presents a refresh token: rotates it, answers a grace replay with the session's
+    /// current token, or refuses it (ending the session on reuse).
+    pub async fn refresh(&self, raw: &str, meta: ClientMeta) -> Result<Refreshed, ServiceError> {
+        let Some(presented) = RefreshToken::parse(raw) else {
+            self.count(RefreshOutcome::Rejected);
+            return Ok(Refreshed::Refused);
+        };
+        let rules = self.rules()?;
+        let successor = mint()?;
+        let sealed = presented
+            .seal(&successor)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let outcome = self
+            .0
+            .store
+            .rotate(RotateRequest {
+                presented: presented.hash(),
+                successor: Successor {
+                    hash: successor.hash(),
+                    sealed,
+                },
+                now: self.now(),
+                idle_secs: rules.refresh_idle_secs,
+                grace_secs: rules.reuse_grace_secs,
+                meta: meta.clone(),
+            })
+            .await?;
+        match outcome {
+            Rotation::Rotated { session, email } => {
+                self.count(RefreshOutcome::Rotated);
+                Ok(Refreshed::Issued(self.issue(session, &email, successor)?))
+            }
+            Rotation::Replayed {
+                session,
+                email,
+                chain,
+            } => {
+                // Each link opens with the token before it: only a holder of the presented
+                // token can follow the chain to the current one.
+                let mut current = presented;
+                for sealed in &chain {
+                    match current.open(sealed) {
+                        Some(next) => current = next,
+                        None => {
+                            self.count(RefreshOutcome::Rejected);
+                            return Ok(Refreshed::Refused);
+                        }
+                    }
+                }
+                self.count(RefreshOutcome::GraceReplay);
+                Ok(Refreshed::Issued(self.issue(session, &email, current)?))
+            }
+            Rotation::Reused(ended) => {
+                self.reuse_detected(&ended.user_id, &ended.session_id, &meta, "refresh");
+                self.mirror(&[ended], EndReason::Reused);
+                Ok(Refreshed::Refused)
+            }
+            Rotation::Invalid => {
+                self.count(RefreshOutcome::Rejected);
+                Ok(Refreshed::Refused)
+            }
+        }
+    }
+
+    /// The live session a refresh token (current or rotated) belongs to, with when the token
+    /// was rotated (`None`: it is the current one). Anything that is no such token: `None`.
+    pub async fn of_refresh_token(
+        &self,
+        raw: &str,
+    ) -> Result<Option<(SessionInfo, Option<i64>)>, ServiceError> {
+        let Some(token) = RefreshToken::parse(raw) else {
+            return Ok(None);
+        };
+        Ok(self
+            .0
+            .store
+            .session_of_token(token.hash(), self.now())
+            .await?)
+    }
+
+    /// Is a refresh token rotated at `used_at` (`None`: current) reuse if it comes back now,
+    /// rather than a racing tab within its grace window?
+    pub fn is_reuse(&self, used_at: Option<i64>) -> bool {
+        let grace = self.0.rules.map_or(0, |r| r.reuse_grace_secs);
+        policy::is_reuse(used_at, self.now(), grace)
+    }
+
+    /// Ends the user's sessions in `scope` for `reason`: the one door (see the module doc).
+    pub async fn end(
+        &self,
+        user_id: &str,
+        scope: SessionScope,
+        reason: EndReason,
+        meta: &ClientMeta,
+    ) -> Result<Vec<EndedSession>, ServiceError> {
+        let ended = self
+            .0
+            .store
+            .end_sessions(user_id, scope, reason, self.now(), meta)
+            .await?;
+        self.mirror(&ended, reason);
+        Ok(ended)
+    }
+
+    /// A logout from `session` of `user`: `scope` as granted to the credential that asked
+    /// (`by_current`: a live access token or the current refresh token).
+    pub async fn logout(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        scope: LogoutScope,
+        by_current: bool,
+        meta: &ClientMeta,
+    ) -> Result<Vec<EndedSession>, ServiceError> {
+        let scope = scope.granted(by_current);
+        let mut ended = Vec::new();
+        if scope.ends_own() {
+            let one = SessionScope::One(session_id.to_owned());
+            ended.extend(self.end(user_id, one, EndReason::Logout, meta).await?);
+        }
+        if scope.ends_others() {
+            let others = SessionScope::AllExcept(session_id.to_owned());
+            ended.extend(self.end(user_id, others, EndReason::Revoked, meta).await?);
+        }
+        Ok(ended)
+    }
+
+    /// Ends `session` because one of its rotated refresh tokens came back after its grace
+    /// window somewhere else than at refresh (at logout).
+    pub async fn end_reused(
+        &self,
+        session: &SessionInfo,
+        meta: &ClientMeta,
+    ) -> Result<(), ServiceError> {
+        let one = SessionScope::One(session.id.clone());
+        let ended = self
+            .0
+            .store
+            .end_sessions(&session.user_id, one, EndReason::Reused, self.now(), meta)
+            .await?;
+        if !ended.is_empty() {
+            self.reuse_detected(&session.user_id, &session.id, meta, "logout");
+        }
+        self.mirror(&ended, EndReason::Reused);
+        Ok(())
+    }
+
+    /// Sets the user's password hash and ends every other session, in one transaction.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        keep_session: &str,
+        password_hash: String,
+        meta: &ClientMeta,
+    ) -> Result<(), ServiceError> {
+        let ended = self
+            .0
+            .store
+            .change_password(user_id, keep_session, password_hash, self.now(), meta)
+            .await?;
+        self.mirror(&ended, EndReason::PasswordChanged);
+        Ok(())
+    }
+
+    /// Disables or enables the user with `email`; disabling ends every session. `None` when
+    /// there is no such user.
+    pub async fn set_disabled(
+        &self,
+        email: &str,
+        disabled: bool,
+    ) -> Result<Option<Vec<EndedSession>>, ServiceError> {
+        let ended = self
+            .0
+            .store
+            .set_user_disabled(email, disabled, self.now())
+            .await?;
+        if let Some(ended) = &ended {
+            self.mirror(ended, EndReason::Operator);
+        }
+        Ok(ended)
+    }
+
+    fn issue(
+        &self,
+        session: SessionInfo,
+        email: &str,
+        refresh: RefreshToken,
+    ) -> Result<Issued, ServiceError> {
+        let access = self
+            .0
+            .access
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("no signing offline".into()))?;
+        let (access_token, expires_in) = access
+            .sign(&Subject {
+                user_id: &session.user_id,
+                email,
+                session_id: &session.id,
+                session_expires_at: session.absolute_expires_at,
+            })
+            .map_err(|e| ServiceError::Internal(format!("signing failed: {e}")))?;
+        Ok(Issued {
+            session,
+            refresh,
+            access_token,
+            expires_in,
+        })
+    }
+
+    /// What follows every end: this instance refuses the sessions' access tokens from now on,
+    /// the metric counts them, the log says so.
+    fn mirror(&self, ended: &[EndedSession], reason: EndReason) {
+        for e in ended {
+            if let Some(revoked) = &self.0.revoked {
+                revoked.insert(&e.session_id, e.horizon);
+            }
+            // An ordinary logout is no alert; reuse logs its own warning.
+            tracing::info!(
+                user_id = %e.user_id,
+                session_id = %e.session_id,
+                cause = reason.label(),
+                "session ended"
+            );
+        }
+        if let Some(m) = &self.0.metrics {
+            m.revoked(reason.label(), ended.len());
+        }
+    }
+
+    fn reuse_detected(&self, user_id: &str, session_id: &str, meta: &ClientMeta, at: &str) {
+        tracing::warn!(
+            user_id = %user_id,
+            session_id = %session_id,
+            ip = meta.ip.as_deref().unwrap_or("-"),
+            at,
+            "refresh token reused: session revoked"
+        );
+        self.count(RefreshOutcome::ReuseDetected);
+    }
+
+    fn count(&self, outcome: RefreshOutcome) {
+        if let Some(m) = &self.0.metrics {
+            m.refresh(outcome);
+        }
+    }
+}
+
+fn mint() -> Result<RefreshToken, ServiceError> {
+    RefreshToken::mint()
+        .map_err(|e| ServiceError::Internal(format!("OS random number generator failed: {e}")))
+}
