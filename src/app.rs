@@ -34,6 +34,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("signing keys: {0}")]
     Keys(#[from] crate::tokens::keys::KeyError),
+    #[error("signing keys: {0}")]
+    Keyring(#[from] crate::keyring::KeyringError),
     #[error("password hasher: {0}")]
     Hasher(#[from] crate::passwords::PasswordError),
     #[error("the OS random number generator failed: {0}")]
@@ -90,24 +92,6 @@ impl Drop for RunningApp {
     }
 }
 
-/// Loads the key set from the database, generating the first key on first start.
-pub async fn load_keys(
-    store: &Store,
-    keys: &KeySet,
-    now: i64,
-    overlap: i64,
-) -> Result<(), StartError> {
-    let mut records = store.live_keys(now, overlap).await?;
-    if !records.iter().any(|k| k.retired_at.is_none()) {
-        if store.ensure_key(KeyRecord::generate(now)?).await? {
-            tracing::info!("generated the first signing key");
-        }
-        records = store.live_keys(now, overlap).await?;
-    }
-    keys.load(&records)?;
-    Ok(())
-}
-
 /// Connects, migrates, loads keys and revocations, binds and serves. `signal` ends the server
 /// gracefully when it resolves.
 pub async fn start(
@@ -138,7 +122,7 @@ pub async fn start(
     let keys = Arc::new(KeySet::default());
     match &cfg.key_file {
         Some(path) => keys.load(&[KeyRecord::from_pem_file(path, clock.now())?])?,
-        None => load_keys(&store, &keys, clock.now(), overlap).await?,
+        None => crate::keyring::load(&store, &keys, clock.now(), overlap).await?,
     }
     let key_sync = cfg.key_file.is_none();
 
@@ -310,7 +294,7 @@ fn metrics_endpoint(state: AppState) -> impl poem::Endpoint<Output = poem::Respo
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
     tracing::error!("a request handler panicked");
-    crate::error::ApiError::Internal.into_response()
+    crate::api::error::ApiError::Internal.into_response()
 }
 
 /// The routes: the API, the docs UI and the spec (all three serve the one finished document of
@@ -358,8 +342,8 @@ pub fn spec_yaml() -> String {
 /// Keeps the in-memory revoked set and key set in step with the database, so that a session
 /// ended or a key rotated by another instance (or by the CLI) takes effect here within one
 /// interval, with no database read on the verify path.
-async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: bool) {
-    let mut loaded: Vec<(String, Option<i64>)> = Vec::new();
+async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, sync_keys: bool) {
+    let mut key_sync = crate::keyring::KeySync::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -383,26 +367,12 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, key_sync: 
                 continue;
             }
         };
-        if !key_sync {
+        if !sync_keys {
             continue;
         }
-        match state.store().live_keys(now, overlap).await {
-            Ok(records) if records.iter().any(|k| k.retired_at.is_none()) => {
-                let mut seen: Vec<_> = records
-                    .iter()
-                    .map(|k| (k.kid.clone(), k.retired_at))
-                    .collect();
-                seen.sort();
-                if seen != loaded {
-                    match state.keys.load(&records) {
-                        Ok(()) => loaded = seen,
-                        Err(e) => tracing::error!(error = %e, "key reload failed"),
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "key sync failed"),
-        }
+        key_sync
+            .step(state.store(), &state.keys, now, overlap)
+            .await;
     }
 }
 

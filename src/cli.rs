@@ -9,7 +9,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{DbConfig, ServeConfig};
 use crate::sessions::Sessions;
 use crate::store::{ClientMeta, EndReason, SessionScope, Store};
-use crate::tokens::KeyRecord;
 
 /// authd: an auth server whose logout really logs JWTs out.
 #[derive(Debug, Parser)]
@@ -194,10 +193,7 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Some(Command::Keys(KeysCommand::Rotate)) => {
             let store = store(&cli.db).await?;
-            let key = KeyRecord::generate(clock.now()).map_err(|e| e.to_string())?;
-            let kid = key.kid.clone();
-            store
-                .rotate_key(key, clock.now())
+            let kid = crate::keyring::rotate(&store, clock.now())
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -206,19 +202,17 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Some(Command::Keys(KeysCommand::Revoke { kid })) => {
+            use crate::keyring::Revoked;
             let store = store(&cli.db).await?;
-            let replacement = KeyRecord::generate(clock.now()).map_err(|e| e.to_string())?;
-            let new_kid = replacement.kid.clone();
-            match store
-                .revoke_key(&kid, replacement)
+            match crate::keyring::revoke(&store, &kid, clock.now())
                 .await
                 .map_err(|e| e.to_string())?
             {
-                None => return Err(format!("no signing key with kid {kid}")),
-                Some(true) => println!(
-                    "revoked signing key {kid}; it was current, so {new_kid} is current now"
-                ),
-                Some(false) => println!("revoked signing key {kid}"),
+                Revoked::NoSuchKey => return Err(format!("no signing key with kid {kid}")),
+                Revoked::Replaced { by } => {
+                    println!("revoked signing key {kid}; it was current, so {by} is current now")
+                }
+                Revoked::Removed => println!("revoked signing key {kid}"),
             }
             Ok(())
         }

@@ -6,7 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conn;
-pub mod error;
+pub mod keyring;
 pub mod metrics;
 pub mod passwords;
 pub mod policy;

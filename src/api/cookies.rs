@@ -8,7 +8,7 @@
 use poem::Request;
 use poem::http::header;
 
-use crate::error::{ApiError, CsrfCheck};
+use crate::api::error::{ApiError, CsrfCheck};
 
 /// How the server names and marks its cookies.
 #[derive(Debug, Clone)]

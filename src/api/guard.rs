@@ -9,7 +9,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::OperationId;
 
 use super::AppState;
-use crate::error::{ApiError, CsrfCheck};
+use crate::api::error::{ApiError, CsrfCheck};
 
 /// Largest accepted request body, in bytes: ample for a 1024-character password in JSON.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

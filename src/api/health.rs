@@ -6,8 +6,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{AppState, Tag};
-use crate::error::codes::*;
-use crate::error::{ApiError, Errors};
+use crate::api::error::codes::*;
+use crate::api::error::{ApiError, Errors};
 
 /// How long a probe waits for the database.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -4,8 +4,51 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{AppState, Tag};
-use crate::error::Errors;
-use crate::tokens::keys::Jwk;
+use crate::api::error::Errors;
+/// One JSON Web Key (OKP / Ed25519).
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// Key id, matched against the `kid` header of access tokens.
+    pub kid: String,
+    /// Always `EdDSA`.
+    pub alg: String,
+    /// Always `sig`.
+    #[oai(rename = "use")]
+    pub use_: String,
+}
+
+impl poem_openapi::types::Example for Jwk {
+    fn example() -> Self {
+        Self {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            kid: "3fb1c0de9a".into(),
+            alg: "EdDSA".into(),
+            use_: "sig".into(),
+        }
+    }
+}
+
+impl From<crate::tokens::keys::Jwk> for Jwk {
+    fn from(k: crate::tokens::keys::Jwk) -> Self {
+        Self {
+            kty: k.kty,
+            crv: k.crv,
+            x: k.x,
+            kid: k.kid,
+            alg: k.alg,
+            use_: k.use_,
+        }
+    }
+}
 
 /// A JSON Web Key Set (RFC 7517).
 #[derive(Debug, Object)]
@@ -18,14 +61,7 @@ pub struct Jwks {
 impl poem_openapi::types::Example for Jwks {
     fn example() -> Self {
         Self {
-            keys: vec![Jwk {
-                kty: "OKP".into(),
-                crv: "Ed25519".into(),
-                x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
-                kid: "3fb1c0de9a".into(),
-                alg: "EdDSA".into(),
-                use_: "sig".into(),
-            }],
+            keys: vec![poem_openapi::types::Example::example()],
         }
     }
 }
@@ -55,7 +91,7 @@ impl KeysApi {
     )]
     async fn jwks(&self, state: Data<&AppState>) -> Result<JwksResponse, Errors<0>> {
         Ok(JwksResponse::Ok(Json(Jwks {
-            keys: state.keys.jwks(),
+            keys: state.keys.jwks().into_iter().map(Jwk::from).collect(),
         })))
     }
 }

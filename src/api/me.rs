@@ -3,8 +3,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{BearerAuth, Tag};
-use crate::error::Errors;
-use crate::error::codes::*;
+use crate::api::error::Errors;
+use crate::api::error::codes::*;
 
 /// Who the access token belongs to.
 #[derive(Debug, Object)]

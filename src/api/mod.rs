@@ -6,8 +6,8 @@ use poem::Request;
 use poem_openapi::auth::{ApiKey, Bearer};
 use poem_openapi::{OpenApiService, SecurityScheme, Tags};
 
+use crate::api::error::ApiError;
 use crate::clock::SharedClock;
-use crate::error::ApiError;
 use crate::passwords::Hasher;
 use crate::sessions::Sessions;
 use crate::store::{ClientMeta, Store};
@@ -16,6 +16,7 @@ use crate::tokens::{AccessClaims, AccessTokens, KeySet, RevokedSet};
 pub mod auth;
 pub mod cookies;
 pub mod diagnose;
+pub mod error;
 pub mod guard;
 pub mod health;
 pub mod keys;

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use super::NoContent;
 use super::{AppState, BearerAuth, Tag};
-use crate::error::codes::*;
-use crate::error::{ApiError, Errors};
+use crate::api::error::codes::*;
+use crate::api::error::{ApiError, Errors};
 use crate::store::{EndReason, SessionScope};
 
 /// How many events `GET /auth/events` returns.

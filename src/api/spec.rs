@@ -9,7 +9,7 @@
 //! - one example per error code on every error response, built from [`ApiError`] itself.
 use serde_yaml::{Mapping, Value};
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -20,7 +20,6 @@ pub fn document() -> Value {
     let raw = super::service().spec();
     // JSON is YAML: parsing it into serde_yaml's ordered mapping keeps the key order.
     let mut doc: Value = serde_yaml::from_str(&raw).expect("poem-openapi emits valid JSON");
-    jwk_example(&mut doc);
     for op in operations(&mut doc) {
         public_operations_say_so(op);
         for (_, resp) in op
@@ -116,29 +115,6 @@ fn operations(doc: &mut Value) -> impl Iterator<Item = &mut Mapping> {
         .filter_map(|(_, op)| op.as_mapping_mut())
 }
 
-/// `Jwk` lives with the keys (`tokens::keys`), which give it no example: lend it the first key
-/// of the `Jwks` example.
-fn jwk_example(doc: &mut Value) {
-    let Some(schemas) = doc
-        .get_mut("components")
-        .and_then(|c| c.get_mut("schemas"))
-        .and_then(Value::as_mapping_mut)
-    else {
-        return;
-    };
-    let key = schemas
-        .get("Jwks")
-        .and_then(|s| s.get("example"))
-        .and_then(|e| e.get("keys"))
-        .and_then(|k| k.get(0))
-        .cloned();
-    if let (Some(key), Some(jwk)) = (key, schemas.get_mut("Jwk").and_then(Value::as_mapping_mut))
-        && !jwk.contains_key("example")
-    {
-        jwk.insert("example".into(), key);
-    }
-}
-
 /// An operation without security requirements is public: say `security: []`.
 fn public_operations_say_so(op: &mut Mapping) {
     if !op.contains_key("security") {
@@ -180,7 +156,7 @@ fn canonical_header(name: &str) -> String {
         .join("-")
 }
 
-/// Every error response lists its codes in its description (see `crate::error::Errors`): add an
+/// Every error response lists its codes in its description (see `crate::api::error::Errors`): add an
 /// example body for each, so that the docs UI and generated clients show the real bodies.
 fn error_examples(resp: &mut Mapping) {
     let Some(description) = resp

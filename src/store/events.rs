@@ -5,33 +5,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::sessions::ClientMeta;
+use super::types::{ClientMeta, EventKind};
 use super::{Store, StoreError};
-
-/// The kinds of security event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Login,
-    LoginFailed,
-    Logout,
-    SessionRevoked,
-    RefreshTokenReused,
-    PasswordChanged,
-}
-
-impl EventKind {
-    /// The name clients see.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Login => "login",
-            Self::LoginFailed => "login_failed",
-            Self::Logout => "logout",
-            Self::SessionRevoked => "session_revoked",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::PasswordChanged => "password_changed",
-        }
-    }
-}
 
 /// One recorded event.
 #[derive(Debug, Clone)]

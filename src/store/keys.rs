@@ -4,9 +4,29 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use super::{Store, StoreError};
-use crate::tokens::KeyRecord;
+/// A signing key as the database keeps it (the private key stays out of `Debug`).
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    /// PKCS#8 DER of the private key.
+    pub private_pkcs8: Vec<u8>,
+    /// Raw 32-byte public key.
+    pub public_key: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
 
-impl From<signing_keys::Model> for KeyRecord {
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<signing_keys::Model> for StoredKey {
     fn from(m: signing_keys::Model) -> Self {
         Self {
             kid: m.kid,
@@ -18,7 +38,7 @@ impl From<signing_keys::Model> for KeyRecord {
     }
 }
 
-fn row(key: KeyRecord) -> signing_keys::ActiveModel {
+fn row(key: StoredKey) -> signing_keys::ActiveModel {
     signing_keys::ActiveModel {
         kid: Set(key.kid),
         algorithm: Set("EdDSA".to_owned()),
@@ -36,7 +56,7 @@ impl Store {
         &self,
         now: i64,
         overlap_secs: i64,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
+    ) -> Result<Vec<StoredKey>, StoreError> {
         Ok(signing_keys::Entity::find()
             .filter(
                 Condition::any()
@@ -46,13 +66,13 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(KeyRecord::from)
+            .map(StoredKey::from)
             .collect())
     }
 
     /// Stores `key` as the only current key if there is none yet (first start). Two instances
     /// starting at once may both insert; the newest then signs, and both verify.
-    pub async fn ensure_key(&self, key: KeyRecord) -> Result<bool, StoreError> {
+    pub async fn ensure_key(&self, key: StoredKey) -> Result<bool, StoreError> {
         let (txn, _gate) = self.begin_write().await?;
         let any = signing_keys::Entity::find()
             .filter(signing_keys::Column::RetiredAt.is_null())
@@ -75,7 +95,7 @@ impl Store {
     pub async fn revoke_key(
         &self,
         kid: &str,
-        replacement: KeyRecord,
+        replacement: StoredKey,
     ) -> Result<Option<bool>, StoreError> {
         let (txn, _gate) = self.begin_write().await?;
         let Some(key) = signing_keys::Entity::find_by_id(kid.to_owned())
@@ -104,7 +124,7 @@ impl Store {
     }
 
     /// Makes `key` current and retires every other current key at `now`, atomically.
-    pub async fn rotate_key(&self, key: KeyRecord, now: i64) -> Result<(), StoreError> {
+    pub async fn rotate_key(&self, key: StoredKey, now: i64) -> Result<(), StoreError> {
         let (txn, _gate) = self.begin_write().await?;
         signing_keys::Entity::update_many()
             .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))

@@ -24,15 +24,16 @@ mod prune;
 mod rotation;
 mod secrets;
 mod sessions;
+mod types;
 mod users;
 
-pub use events::{EventKind, SecurityEvent};
+pub use events::SecurityEvent;
+pub use keys::StoredKey;
 pub use policy::IssuingPolicy;
 pub use prune::Pruned;
 pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
-pub use sessions::{
-    ClientMeta, EndReason, EndedSession, NewSession, Opened, SessionInfo, SessionScope,
-};
+pub use sessions::{EndReason, EndedSession, NewSession, Opened, SessionInfo, SessionScope};
+pub use types::{ClientMeta, EventKind};
 pub use users::{NewUser, User};
 
 /// The Postgres advisory-lock key that serialises migrations ("authd-mi" as an integer).

@@ -24,7 +24,8 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::sessions::{ClientMeta, EndReason, EndedSession, SessionInfo, SessionScope};
+use super::sessions::{EndReason, EndedSession, SessionInfo, SessionScope};
+use super::types::ClientMeta;
 use super::{Store, StoreError};
 use crate::policy::{self, Decision, MAX_REPLAY_HOPS, Rotated};
 

@@ -7,15 +7,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::events::EventKind;
+use super::types::{ClientMeta, EventKind};
 use super::{Store, StoreError};
-
-/// Where a request came from, for sessions and security events.
-#[derive(Debug, Clone, Default)]
-pub struct ClientMeta {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
 
 /// A live session.
 #[derive(Debug, Clone)]

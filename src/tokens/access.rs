@@ -16,8 +16,7 @@ use super::keys::{KeyError, KeySet};
 use super::revoked::RevokedSet;
 use crate::clock::SharedClock;
 
-/// The `typ` header of authd's access tokens (RFC 9068).
-pub const TYP: &str = "at+jwt";
+pub use super::TYP;
 /// Tokens longer than this are rejected before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
 

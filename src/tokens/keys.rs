@@ -103,7 +103,7 @@ fn kid_of(public: &[u8]) -> String {
 }
 
 /// One JSON Web Key (OKP / Ed25519).
-#[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Jwk {
     /// Always `OKP`.
     pub kty: String,
@@ -116,7 +116,6 @@ pub struct Jwk {
     /// Always `EdDSA`.
     pub alg: String,
     /// Always `sig`.
-    #[oai(rename = "use")]
     #[serde(rename = "use")]
     pub use_: String,
 }
@@ -194,8 +193,7 @@ impl KeySet {
             Some(r) => {
                 let pair = Ed25519KeyPair::from_pkcs8(&r.private_pkcs8)
                     .map_err(|_| KeyError::Malformed { kid: r.kid.clone() })?;
-                let header =
-                    serde_json::json!({"typ": super::access::TYP, "alg": "EdDSA", "kid": r.kid});
+                let header = serde_json::json!({"typ": super::TYP, "alg": "EdDSA", "kid": r.kid});
                 Some(Arc::new(SigningKey {
                     kid: r.kid.clone(),
                     pair,

@@ -2,6 +2,9 @@
 //! refresh tokens (mint, hash, seal, and the rotation / reuse / grace policy).
 //! Nothing here knows about the database or HTTP.
 
+/// The `typ` header of authd's access tokens (RFC 9068).
+pub const TYP: &str = "at+jwt";
+
 pub mod access;
 pub mod device;
 pub mod keys;

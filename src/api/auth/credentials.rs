@@ -3,7 +3,7 @@ use poem::Request;
 
 use super::types::{LogoutAuth, RefreshRequest};
 use crate::api::AppState;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::tokens::AccessClaims;
 
 /// Where a refresh token came from: the answer goes back the same way.

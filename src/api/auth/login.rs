@@ -2,7 +2,7 @@
 use poem::Request;
 
 use crate::api::AppState;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::metrics::LoginOutcome;
 use crate::policy;
 use crate::ratelimit::Limiter;

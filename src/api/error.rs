@@ -519,3 +519,64 @@ impl<const M: u32> From<StoreError> for Errors<M> {
         Self(err.into())
     }
 }
+
+impl ApiError {
+    /// The flag of [`codes`] that documents this error (405 is not per operation: 0). Written
+    /// as an exhaustive match, so that a new variant cannot compile without one.
+    pub fn flag(&self) -> u32 {
+        match self {
+            Self::InvalidRequest { .. } => codes::INVALID_REQUEST,
+            Self::InvalidEmail => codes::INVALID_EMAIL,
+            Self::WeakPassword => codes::WEAK_PASSWORD,
+            Self::AmbiguousRefreshToken => codes::AMBIGUOUS_REFRESH_TOKEN,
+            Self::InvalidCredentials => codes::INVALID_CREDENTIALS,
+            Self::InvalidToken => codes::INVALID_TOKEN,
+            Self::InvalidRefreshToken => codes::INVALID_REFRESH_TOKEN,
+            Self::CsrfRejected(_) => codes::CSRF_REJECTED,
+            Self::NotFound => codes::NOT_FOUND,
+            Self::MethodNotAllowed => 0,
+            Self::EmailTaken => codes::EMAIL_TAKEN,
+            Self::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => codes::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => codes::RATE_LIMITED,
+            Self::ServiceUnavailable => codes::SERVICE_UNAVAILABLE,
+            Self::Internal => codes::INTERNAL_ERROR,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parallel lists of an error (variant, code, status, message, flag, documentation)
+    /// agree: every documented entry carries its own flag, each flag once, and together they
+    /// are every code an operation can document.
+    #[test]
+    fn every_error_code_is_documented_once_under_its_own_flag() {
+        let mut seen = 0u32;
+        let mut names = std::collections::HashSet::new();
+        for (bit, e) in &ApiError::DOCUMENTED {
+            assert_eq!(e.flag(), *bit, "{e}");
+            assert_eq!(bit.count_ones(), 1, "{e}");
+            assert_eq!(seen & bit, 0, "{e} documented twice");
+            seen |= bit;
+            assert!(names.insert(e.to_string()), "two variants answer {e}");
+            assert!(!e.message().is_empty());
+            assert!(e.status().is_client_error() || e.status().is_server_error());
+            assert_eq!(e.body().error, e.to_string());
+        }
+        let all = codes::INTERNAL_ERROR * 2 - 1;
+        assert_eq!(seen, all, "a flag of `codes` has no documented error");
+        assert_eq!(ApiError::MethodNotAllowed.flag(), 0);
+    }
+
+    #[test]
+    fn a_503_always_says_when_to_retry() {
+        let r = poem::error::ResponseError::as_response(&ApiError::ServiceUnavailable);
+        assert_eq!(
+            r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(SERVICE_UNAVAILABLE_RETRY_SECS.to_string().as_bytes())
+        );
+    }
+}
