@@ -40,6 +40,10 @@ pub enum StartError {
     Hasher(#[from] crate::passwords::PasswordError),
     #[error("the OS random number generator failed: {0}")]
     Random(String),
+    #[error(transparent)]
+    Spec(#[from] api::spec::SpecError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -171,7 +175,7 @@ pub async fn start(
         .shared_secret("device_token_key", clock.now(), || fresh_key.to_vec())
         .await?;
     let devices = crate::tokens::DeviceTokens::new(&device_key);
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(crate::metrics::Metrics::new()?);
     let rules = crate::sessions::Rules {
         refresh_idle_secs: cfg.refresh_idle_secs,
         session_max_secs: cfg.session_max_secs,
@@ -218,7 +222,7 @@ pub async fn start(
     ];
 
     let mut tasks = tasks;
-    let mut app = routes();
+    let mut app = routes()?;
     match cfg.metrics_listen {
         None => app = app.at("/metrics", metrics_endpoint(state.clone())),
         Some(maddr) => {
@@ -299,16 +303,16 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response 
 
 /// The routes: the API, the docs UI and the spec (all three serve the one finished document of
 /// [`api::spec`]).
-pub fn routes() -> Route {
+pub fn routes() -> Result<Route, api::spec::SpecError> {
     let service = api::service();
-    let docs_html = api::spec::swagger_ui_html();
+    let docs_html = api::spec::swagger_ui_html()?;
     let docs = Route::new().at(
         "/",
         poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
     );
-    let json = spec_json();
-    let yaml = spec_yaml();
-    Route::new()
+    let json = api::spec::json()?;
+    let yaml = api::spec::yaml()?;
+    Ok(Route::new()
         .at(
             "/openapi.json",
             poem::endpoint::make_sync(move |_| {
@@ -326,17 +330,7 @@ pub fn routes() -> Route {
             }),
         )
         .nest("/docs", docs)
-        .nest("/", service)
-}
-
-/// The spec as JSON.
-pub fn spec_json() -> String {
-    api::spec::json()
-}
-
-/// The spec as YAML: what `authd openapi` prints and `openapi.yaml` holds.
-pub fn spec_yaml() -> String {
-    api::spec::yaml()
+        .nest("/", service))
 }
 
 /// Keeps the in-memory revoked set and key set in step with the database, so that a session

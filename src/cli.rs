@@ -44,7 +44,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Signing-key management.
@@ -217,7 +217,7 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Some(Command::Openapi) => {
-            print!("{}", app::spec_yaml());
+            print!("{}", crate::api::spec::yaml().map_err(|e| e.to_string())?);
             Ok(())
         }
         Some(Command::Users(cmd)) => users(&cli.db, cmd).await,

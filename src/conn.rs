@@ -333,17 +333,9 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Limited<Io> {
 /// The default cap on open connections: three quarters of this process's file-descriptor
 /// limit (the rest is for the database, logs and the listener), at most 8192.
 pub fn default_max_connections() -> usize {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct we own and reads nothing else.
-        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-        if ok && lim.rlim_cur != libc::RLIM_INFINITY {
-            return ((lim.rlim_cur as usize) * 3 / 4).clamp(16, 8192);
-        }
+    #[cfg(target_os = "linux")]
+    if let Some(soft) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        return (soft.saturating_mul(3) / 4).clamp(16, 8192) as usize;
     }
     8192
 }

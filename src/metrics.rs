@@ -62,27 +62,35 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-// Metric definitions are constants; registering them in a fresh registry cannot fail.
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c =
-        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    c
+/// Registers `metric` in `registry` and hands it back.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered.
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
+    /// A fresh registry with every metric registered. The definitions are constants: an error
+    /// here is a bug, reported at start.
+    pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let requests = counter(
             &registry,
             "authd_http_requests_total",
             "HTTP requests by operation and status.",
             &["operation", "status"],
-        );
+        )?;
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "authd_http_request_duration_seconds",
@@ -92,55 +100,50 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             &["operation", "status"],
-        )
-        .unwrap_or_else(|e| panic!("latency: {e}"));
-        registry
-            .register(Box::new(latency.clone()))
-            .unwrap_or_else(|e| panic!("latency: {e}"));
+        )?;
+        let latency = registered(&registry, latency)?;
         let logins = counter(
             &registry,
             "authd_logins_total",
             "Logins by outcome.",
             &["outcome"],
-        );
+        )?;
         let refreshes = counter(
             &registry,
             "authd_refreshes_total",
             "Refreshes by outcome: rotated, grace_replay, rejected, reuse_detected.",
             &["outcome"],
-        );
+        )?;
         let revocations = counter(
             &registry,
             "authd_sessions_revoked_total",
             "Sessions ended, by cause.",
             &["cause"],
-        );
+        )?;
         let rate_limited = counter(
             &registry,
             "authd_rate_limited_total",
             "Requests refused with 429, by operation.",
             &["operation"],
-        );
-        let revoked_set_size = IntGauge::new(
-            "authd_revoked_sessions",
-            "Entries in the in-memory revoked-session set.",
-        )
-        .unwrap_or_else(|e| panic!("revoked: {e}"));
-        registry
-            .register(Box::new(revoked_set_size.clone()))
-            .unwrap_or_else(|e| panic!("revoked: {e}"));
-        let db_pool = IntGaugeVec::new(
-            Opts::new(
-                "authd_db_pool_connections",
-                "Database pool connections by state.",
-            ),
-            &["state"],
-        )
-        .unwrap_or_else(|e| panic!("pool: {e}"));
-        registry
-            .register(Box::new(db_pool.clone()))
-            .unwrap_or_else(|e| panic!("pool: {e}"));
-        Self {
+        )?;
+        let revoked_set_size = registered(
+            &registry,
+            IntGauge::new(
+                "authd_revoked_sessions",
+                "Entries in the in-memory revoked-session set.",
+            )?,
+        )?;
+        let db_pool = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "authd_db_pool_connections",
+                    "Database pool connections by state.",
+                ),
+                &["state"],
+            )?,
+        )?;
+        Ok(Self {
             registry,
             requests,
             latency,
@@ -150,7 +153,7 @@ impl Metrics {
             rate_limited,
             revoked_set_size,
             db_pool,
-        }
+        })
     }
 
     /// Counts a refresh outcome.

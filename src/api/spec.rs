@@ -15,11 +15,20 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
+/// The document could not be finished (a poem-openapi upgrade changed what it emits).
+#[derive(Debug, thiserror::Error)]
+#[error("the OpenAPI document: {0}")]
+pub struct SpecError(String);
+
+fn spec_error(e: impl std::fmt::Display) -> SpecError {
+    SpecError(e.to_string())
+}
+
 /// The finished document, keys in poem-openapi's order.
-pub fn document() -> Value {
+pub fn document() -> Result<Value, SpecError> {
     let raw = super::service().spec();
     // JSON is YAML: parsing it into serde_yaml's ordered mapping keeps the key order.
-    let mut doc: Value = serde_yaml::from_str(&raw).expect("poem-openapi emits valid JSON");
+    let mut doc: Value = serde_yaml::from_str(&raw).map_err(spec_error)?;
     for op in operations(&mut doc) {
         public_operations_say_so(op);
         for (_, resp) in op
@@ -34,36 +43,42 @@ pub fn document() -> Value {
             }
         }
     }
-    doc
+    Ok(doc)
 }
 
 /// The document as JSON (`/openapi.json`).
-pub fn json() -> String {
-    serde_json::to_string_pretty(&document()).expect("the document serialises")
+pub fn json() -> Result<String, SpecError> {
+    serde_json::to_string_pretty(&document()?).map_err(spec_error)
 }
 
 /// The document as YAML (`/openapi.yaml`, `authd openapi`, the committed `openapi.yaml`).
-pub fn yaml() -> String {
-    serde_yaml::to_string(&document()).expect("the document serialises")
+pub fn yaml() -> Result<String, SpecError> {
+    serde_yaml::to_string(&document()?).map_err(spec_error)
 }
 
 /// The Swagger UI page, embedding the finished document (poem-openapi's page embeds its own).
-pub fn swagger_ui_html() -> String {
+pub fn swagger_ui_html() -> Result<String, SpecError> {
     let service = super::service();
     let html = service.swagger_ui_html();
     let embedded = service.spec();
-    assert!(
-        html.contains(&embedded),
-        "the Swagger UI page embeds the spec verbatim"
-    );
-    html.replacen(&embedded, &json(), 1)
+    if !html.contains(&embedded) {
+        return Err(SpecError(
+            "the Swagger UI page no longer embeds the spec verbatim".into(),
+        ));
+    }
+    Ok(html.replacen(&embedded, &json()?, 1))
 }
 
 /// The finished document as JSON, built once (the guard reads it to explain a 400 and to list
 /// the methods of a 405).
 pub fn published() -> &'static serde_json::Value {
     static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| serde_json::from_str(&json()).unwrap_or_default())
+    DOC.get_or_init(|| {
+        json()
+            .ok()
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default()
+    })
 }
 
 /// The path item of the spec whose template matches `path` (`/auth/sessions/{id}` matches
@@ -206,12 +221,12 @@ mod tests {
     use super::*;
 
     fn doc() -> serde_json::Value {
-        serde_json::from_str(&json()).unwrap()
+        serde_json::from_str(&json().unwrap()).unwrap()
     }
 
     #[test]
     fn json_and_yaml_are_one_document() {
-        let from_yaml: serde_json::Value = serde_yaml::from_str(&yaml()).unwrap();
+        let from_yaml: serde_json::Value = serde_yaml::from_str(&yaml().unwrap()).unwrap();
         assert_eq!(from_yaml, doc());
     }
 
@@ -330,7 +345,7 @@ mod tests {
 
     #[test]
     fn the_docs_page_embeds_the_finished_document() {
-        let html = swagger_ui_html();
+        let html = swagger_ui_html().unwrap();
         assert!(html.contains("\"security\": []"));
     }
 

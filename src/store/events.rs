@@ -84,7 +84,7 @@ impl Store {
         let find = security_events::Entity::find;
         let mut rows = newest(find().filter(E::Kind.ne(failed)), limit).await?;
         rows.extend(newest(find().filter(E::Kind.eq(failed)), max_failures.min(limit)).await?);
-        rows.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        rows.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
         rows.truncate(limit as usize);
         Ok(rows
             .into_iter()
