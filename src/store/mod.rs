@@ -16,6 +16,7 @@ use sea_orm::{
 
 use crate::config::DbConfig;
 
+mod ending;
 mod events;
 mod keys;
 pub mod open;
@@ -27,12 +28,13 @@ mod sessions;
 mod types;
 mod users;
 
+pub use ending::{EndReason, EndedSession, SessionScope};
 pub use events::SecurityEvent;
 pub use keys::StoredKey;
 pub use policy::IssuingPolicy;
 pub use prune::Pruned;
 pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
-pub use sessions::{EndReason, EndedSession, NewSession, Opened, SessionInfo, SessionScope};
+pub use sessions::{NewSession, Opened, SessionInfo};
 pub use types::{ClientMeta, EventKind};
 pub use users::{NewUser, User};
 

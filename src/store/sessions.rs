@@ -1,12 +1,13 @@
 //! Sessions (refresh families), their refresh tokens, and the ending of sessions. Rotation
 //! lives in [`rotation`](super::rotation).
-use entity::{refresh_tokens, revoked_sessions, security_events, sessions, users};
+use entity::{refresh_tokens, revoked_sessions, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
+use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
 use super::types::{ClientMeta, EventKind};
 use super::{Store, StoreError};
 
@@ -82,72 +83,6 @@ impl std::fmt::Debug for NewSession {
 pub struct Opened {
     pub session: SessionInfo,
     pub evicted: Vec<EndedSession>,
-}
-
-/// Which of a user's sessions to end.
-#[derive(Debug, Clone)]
-pub enum SessionScope {
-    One(String),
-    AllExcept(String),
-    All,
-    /// Every live session but `new` and the `keep - 1` newest others (by login time).
-    BeyondNewest {
-        keep: u64,
-        new: String,
-        now: i64,
-    },
-}
-
-/// Why sessions end; decides the security event recorded for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The session's own holder logged out.
-    Logout,
-    /// Ended from another session (`DELETE /auth/sessions/{id}`, logout `others`/`global`).
-    Revoked,
-    /// A rotated refresh token was presented again.
-    Reused,
-    /// The password changed.
-    PasswordChanged,
-    /// An operator disabled the user or revoked their sessions.
-    Operator,
-    /// A login went past the per-user session limit; the oldest session made room.
-    Evicted,
-}
-
-impl EndReason {
-    /// The `cause` label of `authd_sessions_revoked_total` and of the "session ended" log line.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::Revoked => "revoked",
-            Self::Reused => "reuse",
-            Self::PasswordChanged => "password_change",
-            Self::Operator => "operator",
-            Self::Evicted => "session_limit",
-        }
-    }
-
-    fn event(self) -> EventKind {
-        match self {
-            Self::Logout => EventKind::Logout,
-            Self::Reused => EventKind::RefreshTokenReused,
-            Self::Revoked | Self::PasswordChanged | Self::Operator | Self::Evicted => {
-                EventKind::SessionRevoked
-            }
-        }
-    }
-}
-
-/// Sessions ended per statement (the event insert binds 6 parameters per session).
-const END_CHUNK: usize = 1000;
-
-/// A session that just ended; its access tokens must be refused until `horizon`.
-#[derive(Debug, Clone)]
-pub struct EndedSession {
-    pub session_id: String,
-    pub user_id: String,
-    pub horizon: i64,
 }
 
 impl Store {
@@ -435,104 +370,4 @@ async fn insert_token<C: ConnectionTrait>(
     .exec_without_returning(db)
     .await?;
     Ok(())
-}
-
-pub(super) async fn end_sessions_in<C: ConnectionTrait>(
-    db: &C,
-    user_id: &str,
-    scope: &SessionScope,
-    reason: EndReason,
-    now: i64,
-    meta: &ClientMeta,
-) -> Result<Vec<EndedSession>, StoreError> {
-    // No stored id holds a NUL (Postgres text cannot), and Postgres rejects one in a parameter
-    // with an error: such an id names no session, on either backend.
-    if let SessionScope::One(id) = scope
-        && id.contains('\0')
-    {
-        return Ok(Vec::new());
-    }
-    let mut query = sessions::Entity::find().filter(sessions::Column::UserId.eq(user_id));
-    query = match scope {
-        SessionScope::One(id) => query.filter(sessions::Column::Id.eq(id.clone())),
-        SessionScope::AllExcept(id) => query.filter(sessions::Column::Id.ne(id.clone())),
-        SessionScope::All => query,
-        SessionScope::BeyondNewest { keep, new, now } => {
-            // The session just opened always stays (within one second, "newest" cannot tell
-            // logins apart).
-            let mut kept: Vec<String> = sessions::Entity::find()
-                .select_only()
-                .column(sessions::Column::Id)
-                .filter(sessions::Column::UserId.eq(user_id))
-                .filter(sessions::Column::Id.ne(new.clone()))
-                .filter(sessions::Column::IdleExpiresAt.gt(*now))
-                .filter(sessions::Column::AbsoluteExpiresAt.gt(*now))
-                .order_by_desc(sessions::Column::CreatedAt)
-                .order_by_desc(sessions::Column::LastRefreshedAt)
-                .order_by_desc(sessions::Column::Id)
-                .limit(keep.saturating_sub(1))
-                .into_tuple()
-                .all(db)
-                .await?;
-            if (kept.len() as u64) < keep.saturating_sub(1) {
-                return Ok(Vec::new());
-            }
-            kept.push(new.clone());
-            query
-                .filter(sessions::Column::IdleExpiresAt.gt(*now))
-                .filter(sessions::Column::AbsoluteExpiresAt.gt(*now))
-                .filter(sessions::Column::Id.is_not_in(kept))
-        }
-    };
-    // Locked in id order: two revocations of overlapping sets queue instead of deadlocking, and
-    // the later one finds the rows gone and records nothing twice.
-    let ids: Vec<String> = query
-        .select_only()
-        .column(sessions::Column::Id)
-        .order_by_asc(sessions::Column::Id)
-        .lock_exclusive()
-        .into_tuple()
-        .all(db)
-        .await?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Whoever ends the session, its entry lasts as long as the recorded policy says any of its
-    // access tokens may verify.
-    let horizon = super::policy::read(db).await?.revocation_horizon(now);
-    // In chunks: one statement per chunk keeps every statement under the databases' limits on
-    // bound parameters (SQLite 32,766; Postgres 65,535), whatever the number of sessions.
-    for chunk in ids.chunks(END_CHUNK) {
-        // Refresh tokens go with their session (ON DELETE CASCADE).
-        sessions::Entity::delete_many()
-            .filter(sessions::Column::Id.is_in(chunk.iter().cloned()))
-            .exec(db)
-            .await?;
-        revoked_sessions::Entity::insert_many(chunk.iter().map(|id| {
-            revoked_sessions::ActiveModel {
-                id: NotSet,
-                session_id: Set(id.clone()),
-                user_id: Set(user_id.to_owned()),
-                revoked_at: Set(now),
-                expires_at: Set(horizon),
-            }
-        }))
-        .exec_without_returning(db)
-        .await?;
-        security_events::Entity::insert_many(
-            chunk
-                .iter()
-                .map(|id| super::events::row(user_id, reason.event(), now, Some(id), meta)),
-        )
-        .exec_without_returning(db)
-        .await?;
-    }
-    Ok(ids
-        .into_iter()
-        .map(|session_id| EndedSession {
-            session_id,
-            user_id: user_id.to_owned(),
-            horizon,
-        })
-        .collect())
 }

@@ -14,7 +14,7 @@
 //! sees what the first did (which is what makes two tabs presenting one token a grace replay
 //! rather than a race). Tokens that were already rotated (replays and reuse) are settled one by
 //! one inside the same transaction: they are rare.
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use entity::{refresh_tokens, sessions, users};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
@@ -22,18 +22,21 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
     EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
 };
-use tokio::sync::{mpsc, oneshot};
 
-use super::sessions::{EndReason, EndedSession, SessionInfo, SessionScope};
+use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
+use super::sessions::SessionInfo;
 use super::types::ClientMeta;
 use super::{Store, StoreError};
 use crate::policy::{self, Decision, MAX_REPLAY_HOPS, Rotated};
 
+mod batch;
+#[cfg(test)]
+mod tests;
+
+pub(super) use batch::{Rotations, start};
+
 /// The most rotations settled in one transaction.
 pub const MAX_BATCH: usize = 64;
-
-/// Requests waiting for the rotation task; senders wait when it is full.
-const QUEUE: usize = 1024;
 
 /// A refresh token presented for rotation.
 #[derive(Debug, Clone)]
@@ -74,87 +77,6 @@ pub enum Rotation {
     Reused(EndedSession),
     /// Unknown token, or its session has expired, or its user is disabled.
     Invalid,
-}
-
-type Job = (RotateRequest, oneshot::Sender<Result<Rotation, StoreError>>);
-
-/// The handle requests reach the rotation task through.
-pub(super) type Rotations = mpsc::Sender<Job>;
-
-/// Starts the rotation task for `store` (whose own `rotations` is `None`, so the task ends when
-/// the last handle that can send to it is dropped).
-pub(super) fn start(store: Store) -> Rotations {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(store, rx));
-    tx
-}
-
-impl Store {
-    /// Presents a refresh token. See [`Rotation`] for the outcomes.
-    pub async fn rotate(&self, request: RotateRequest) -> Result<Rotation, StoreError> {
-        let stopped = || StoreError::Internal("the rotation task has stopped".into());
-        let queue = self.rotations.as_ref().ok_or_else(stopped)?;
-        let (reply, answer) = oneshot::channel();
-        queue.send((request, reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
-    let mut waiting: VecDeque<Job> = VecDeque::new();
-    loop {
-        if waiting.is_empty() {
-            match rx.recv().await {
-                Some(job) => waiting.push_back(job),
-                None => return,
-            }
-        }
-        while waiting.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => waiting.push_back(job),
-                Err(_) => break,
-            }
-        }
-        let take = waiting.len().min(MAX_BATCH);
-        let (requests, replies): (Vec<_>, Vec<_>) = waiting.drain(..take).unzip();
-        // A task per batch: a panic fails this batch's requests, not every later one.
-        let s = store.clone();
-        let settled = tokio::spawn(async move {
-            let outcomes = s.settle(&requests).await;
-            (requests, outcomes)
-        })
-        .await;
-        match settled {
-            Ok((requests, Ok(outcomes))) => {
-                let mut deferred = Vec::new();
-                for ((request, reply), outcome) in requests.into_iter().zip(replies).zip(outcomes) {
-                    match outcome {
-                        Some(rotation) => {
-                            // The requester may have gone (client disconnected): nothing to do.
-                            let _ = reply.send(Ok(rotation));
-                        }
-                        None => deferred.push((request, reply)),
-                    }
-                }
-                // First in the next batch, in their order.
-                for job in deferred.into_iter().rev() {
-                    waiting.push_front(job);
-                }
-            }
-            Ok((_, Err(err))) => {
-                tracing::error!(error = %err, requests = replies.len(), "rotation batch failed");
-                for reply in replies {
-                    let _ = reply.send(Err(err.duplicate()));
-                }
-            }
-            Err(panic) => {
-                tracing::error!(error = %panic, "rotation batch panicked");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Internal("rotation failed".into())));
-                }
-            }
-        }
-    }
 }
 
 /// A presented token with its session and user: what a rotation decides on.
@@ -435,7 +357,7 @@ async fn settle_rotated(
         }),
         _ => {
             let session = &f.session;
-            let mut ended = super::sessions::end_sessions_in(
+            let mut ended = end_sessions_in(
                 txn,
                 &session.user_id,
                 &SessionScope::One(session.id.clone()),
@@ -480,235 +402,4 @@ async fn sealed_links(
         }
     }
     Ok(None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::DbConfig;
-    use crate::store::{NewSession, NewUser};
-    use crate::tokens::RefreshToken;
-
-    const NOW: i64 = 1_800_000_000;
-
-    struct Scratch {
-        store: Store,
-        path: std::path::PathBuf,
-        user_id: String,
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut p = self.path.clone().into_os_string();
-                p.push(suffix);
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-
-    async fn scratch() -> Scratch {
-        let path = std::env::temp_dir().join(format!("authd-rotation-{}.db", uuid::Uuid::new_v4()));
-        let store = Store::connect(&DbConfig {
-            database_url: format!("sqlite://{}?mode=rwc", path.display()),
-            ..DbConfig::default()
-        })
-        .await
-        .expect("connect");
-        store.migrate().await.expect("migrate");
-        let user_id = uuid::Uuid::new_v4().to_string();
-        store
-            .create_user(NewUser {
-                id: user_id.clone(),
-                email: "batch@example.com".into(),
-                password_hash: "unused".into(),
-                now: NOW,
-            })
-            .await
-            .expect("user");
-        Scratch {
-            store,
-            path,
-            user_id,
-        }
-    }
-
-    fn token() -> RefreshToken {
-        RefreshToken::mint().expect("os random")
-    }
-
-    async fn session(s: &Scratch) -> RefreshToken {
-        let t = token();
-        s.store
-            .create_session(NewSession {
-                id: uuid::Uuid::new_v4().to_string(),
-                user_id: s.user_id.clone(),
-                now: NOW,
-                idle_secs: 3600,
-                max_secs: 7200,
-                meta: ClientMeta::default(),
-                token_hash: t.hash(),
-                verified_password_hash: "unused".into(),
-                max_sessions: 0,
-            })
-            .await
-            .expect("session")
-            .expect("credentials hold");
-        t
-    }
-
-    /// A request presenting `t` at `now`, and the successor it would get.
-    fn present(t: &RefreshToken, now: i64) -> (RotateRequest, RefreshToken) {
-        let next = token();
-        let request = RotateRequest {
-            presented: t.hash(),
-            successor: Successor {
-                hash: next.hash(),
-                sealed: t.seal(&next).expect("seal"),
-            },
-            now,
-            idle_secs: 3600,
-            grace_secs: 10,
-            meta: ClientMeta::default(),
-        };
-        (request, next)
-    }
-
-    async fn rotate(s: &Scratch, t: &RefreshToken, now: i64) -> RefreshToken {
-        let (request, next) = present(t, now);
-        match s.store.rotate(request).await.expect("rotate") {
-            Rotation::Rotated { .. } => next,
-            other => panic!("expected a rotation, got {other:?}"),
-        }
-    }
-
-    /// Every kind of request in one transaction, each settled by its own token.
-    #[tokio::test]
-    async fn one_batch_settles_each_request_on_its_own_terms() {
-        let s = scratch().await;
-        let a0 = session(&s).await;
-        let b0 = session(&s).await;
-        let b1 = rotate(&s, &b0, NOW).await;
-        let c0 = session(&s).await;
-        let c1 = rotate(&s, &c0, NOW).await;
-        let d0 = session(&s).await;
-
-        let (ra, a1) = present(&a0, NOW + 1);
-        let (ra_again, _) = present(&a0, NOW + 1);
-        let (rb, _) = present(&b0, NOW + 1);
-        let (rc, _) = present(&c0, NOW + 20); // past c0's window: reuse
-        let (rx, _) = present(&token(), NOW + 1);
-        let (rd, d1) = present(&d0, NOW + 1);
-        let outcomes = s
-            .store
-            .settle(&[ra, ra_again, rb, rc, rx, rd])
-            .await
-            .expect("settle");
-
-        assert!(matches!(
-            &outcomes[0],
-            Some(Rotation::Rotated { session, email })
-                if session.last_refreshed_at == NOW + 1
-                    && session.idle_expires_at == NOW + 1 + 3600
-                    && email == "batch@example.com"
-        ));
-        assert!(
-            outcomes[1].is_none(),
-            "the same token waits for the next batch"
-        );
-        match &outcomes[2] {
-            Some(Rotation::Replayed { chain, .. }) => {
-                assert_eq!(chain.len(), 1);
-                assert_eq!(b0.open(&chain[0]), Some(b1.clone()));
-            }
-            other => panic!("expected a replay, got {other:?}"),
-        }
-        assert!(matches!(outcomes[3], Some(Rotation::Reused(_))));
-        assert!(matches!(outcomes[4], Some(Rotation::Invalid)));
-        assert!(matches!(outcomes[5], Some(Rotation::Rotated { .. })));
-
-        // Each token got its own successor: both chains go on, and the consumed tokens are
-        // now rotated ones (replays, within the window).
-        rotate(&s, &a1, NOW + 2).await;
-        rotate(&s, &d1, NOW + 2).await;
-        let (again, _) = present(&a0, NOW + 2);
-        assert!(matches!(
-            s.store.rotate(again).await.expect("rotate"),
-            Rotation::Replayed { .. }
-        ));
-        // The replay left b1 current; the reused family is gone.
-        let (rb1, _) = present(&b1, NOW + 2);
-        assert!(matches!(
-            s.store.rotate(rb1).await.expect("rotate"),
-            Rotation::Rotated { .. }
-        ));
-        let (rc1, _) = present(&c1, NOW + 2);
-        assert!(matches!(
-            s.store.rotate(rc1).await.expect("rotate"),
-            Rotation::Invalid
-        ));
-    }
-
-    #[tokio::test]
-    async fn two_tokens_of_one_session_are_never_settled_in_one_batch() {
-        let s = scratch().await;
-        let t0 = session(&s).await;
-        let t1 = rotate(&s, &t0, NOW).await;
-        let (current, _) = present(&t1, NOW + 1);
-        let (replay, _) = present(&t0, NOW + 1);
-        let outcomes = s.store.settle(&[current, replay]).await.expect("settle");
-        assert!(matches!(outcomes[0], Some(Rotation::Rotated { .. })));
-        assert!(outcomes[1].is_none());
-    }
-
-    #[tokio::test]
-    async fn a_replay_follows_the_sealed_links_to_the_current_token() {
-        let s = scratch().await;
-        let t0 = session(&s).await;
-        let t1 = rotate(&s, &t0, NOW).await;
-        let t2 = rotate(&s, &t1, NOW).await;
-        let t3 = rotate(&s, &t2, NOW).await;
-        let (late, _) = present(&t0, NOW + 5);
-        let Rotation::Replayed { chain, .. } = s.store.rotate(late).await.expect("rotate") else {
-            panic!("expected a replay");
-        };
-        let current = chain
-            .iter()
-            .try_fold(t0, |t, sealed| t.open(sealed))
-            .expect("every link opens with the token before it");
-        assert_eq!(current, t3);
-    }
-
-    /// A batch's consume must be planned on the primary key however many hashes it lists: on
-    /// the full `used_at` index SQLite scanned every current token once the list held ten.
-    #[tokio::test]
-    async fn the_consume_of_a_full_batch_is_planned_on_the_primary_key() {
-        use sea_orm::{ConnectionTrait, Statement};
-        let s = scratch().await;
-        let list = vec!["?"; MAX_BATCH].join(", ");
-        let values: Vec<sea_orm::Value> = (0..MAX_BATCH).map(|i| vec![i as u8].into()).collect();
-        let plan = s
-            .store
-            .connection()
-            .query_all_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Sqlite,
-                format!(
-                    "EXPLAIN QUERY PLAN UPDATE refresh_tokens SET used_at = 1 \
-                     WHERE token_hash IN ({list}) AND used_at IS NULL"
-                ),
-                values,
-            ))
-            .await
-            .expect("explain");
-        let steps: Vec<String> = plan
-            .iter()
-            .map(|row| row.try_get_by_index::<String>(3).expect("detail"))
-            .collect();
-        assert!(
-            steps
-                .iter()
-                .all(|d| d.contains("sqlite_autoindex_refresh_tokens_1")),
-            "{steps:?}"
-        );
-    }
 }
