@@ -245,10 +245,18 @@ pub async fn start(
         .with(poem::middleware::CookieJarManager::new())
         .with(poem::middleware::CatchPanic::new().with_handler(panic_response))
         .data(state.clone());
-    let guard_state = state.clone();
+    // The boundary's middlewares, innermost first (see `api::http`).
+    let app = app.around(api::http::bodies::checked);
+    let origins = Arc::new(state.origins.clone());
     let app = app.around(move |ep, req| {
-        let state = guard_state.clone();
-        async move { api::guard::guard(&ep, &state, req).await }
+        let origins = origins.clone();
+        async move { api::http::cors::allow_listed(ep, &origins, req).await }
+    });
+    let app = app.around(api::http::hygiene::headers);
+    let metrics = state.metrics.clone();
+    let app = app.around(move |ep, req| {
+        let metrics = metrics.clone();
+        async move { api::http::log::requests(ep, &metrics, req).await }
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
