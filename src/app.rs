@@ -2,14 +2,13 @@
 //! the revoked set and key set fresh and prune the database.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{EndpointExt, IntoResponse, Route, Server};
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState, CookiePolicy, Inner, OriginPolicy, Settings};
+use crate::api::{self, AppState, CookiePolicy, HttpPolicy, Inner, OriginPolicy};
 use crate::clock::SharedClock;
 use crate::config::{DbConfig, ServeConfig, origin_of};
 use crate::passwords::Hasher;
@@ -195,17 +194,14 @@ pub async fn start(
         hasher,
         access,
         devices,
-        keys,
-        revoked,
         limits: crate::ratelimit::RateLimits::new(clock.clone(), cfg.rate_limits),
         clock,
-        cookies: CookiePolicy::new(cfg.insecure_cookies),
-        origins: OriginPolicy::new(own_origin, cfg.allowed_origins.0.clone()),
-        settings: Settings {
+        http: HttpPolicy {
+            cookies: CookiePolicy::new(cfg.insecure_cookies),
+            origins: OriginPolicy::new(own_origin, cfg.allowed_origins.0.clone()),
             trust_proxy: cfg.trust_proxy,
         },
         metrics,
-        ready: Default::default(),
     }));
 
     let tasks = vec![
@@ -247,7 +243,7 @@ pub async fn start(
         .data(state.clone());
     // The boundary's middlewares, innermost first (see `api::http`).
     let app = app.around(api::http::bodies::checked);
-    let origins = Arc::new(state.origins.clone());
+    let origins = Arc::new(state.http.origins.clone());
     let app = app.around(move |ep, req| {
         let origins = origins.clone();
         async move { api::http::cors::allow_listed(ep, &origins, req).await }
@@ -277,7 +273,6 @@ pub async fn start(
             .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(10)))
             .await
     });
-    state.ready.store(true, Ordering::Release);
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "authd listening");
     Ok(RunningApp {
         addr,
@@ -292,7 +287,7 @@ pub async fn start(
 fn metrics_endpoint(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
     poem::endpoint::make_sync(move |_| {
         let m = &state.metrics;
-        m.revoked_set_size.set(state.revoked.len() as i64);
+        m.revoked_set_size.set(state.access.revoked().len() as i64);
         let (open, idle) = state.store().pool_stats();
         m.db_pool.with_label_values(&["idle"]).set(idle as i64);
         m.db_pool
@@ -355,7 +350,7 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, sync_keys:
             Ok(settled) => cursor = settled,
             Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
         }
-        state.revoked.purge(now);
+        state.access.revoked().purge(now);
         state.limits.purge();
         // Retired keys verify, and tokens may live, as long as the recorded policy says
         // (another server may issue longer-lived tokens than this one).
@@ -373,7 +368,7 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, sync_keys:
             continue;
         }
         key_sync
-            .step(state.store(), &state.keys, now, overlap)
+            .step(state.store(), state.access.keys(), now, overlap)
             .await;
     }
 }
@@ -393,7 +388,7 @@ async fn sync_revocations(
         let rows = state.store().revocations_after(read, SYNC_PAGE).await?;
         let full = rows.len() as u64 == SYNC_PAGE;
         for (id, sid, expires_at, revoked_at) in rows {
-            state.revoked.insert(&sid, expires_at);
+            state.access.revoked().insert(&sid, expires_at);
             read = read.max(id);
             if revoked_at <= now - SETTLE_SECS {
                 settled = settled.max(id);

@@ -81,7 +81,7 @@ impl HealthApi {
         &self,
         state: Data<&AppState>,
     ) -> Result<Probe, Errors<{ SERVICE_UNAVAILABLE }>> {
-        if !state.is_ready() || !state.keys.is_ready() || !database_reachable(&state).await {
+        if !state.access.keys().is_ready() || !database_reachable(&state).await {
             return Err(ApiError::ServiceUnavailable.into());
         }
         Ok(Probe::Ok(Json(Health {

@@ -91,7 +91,13 @@ impl KeysApi {
     )]
     async fn jwks(&self, state: Data<&AppState>) -> Result<JwksResponse, Errors<0>> {
         Ok(JwksResponse::Ok(Json(Jwks {
-            keys: state.keys.jwks().into_iter().map(Jwk::from).collect(),
+            keys: state
+                .access
+                .keys()
+                .jwks()
+                .into_iter()
+                .map(Jwk::from)
+                .collect(),
         })))
     }
 }

@@ -1,6 +1,5 @@
 //! The HTTP API: one file per resource; handlers stay short and call `tokens` and `store`.
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use poem::Request;
 use poem_openapi::auth::{ApiKey, Bearer};
@@ -11,7 +10,7 @@ use crate::clock::SharedClock;
 use crate::passwords::Hasher;
 use crate::sessions::Sessions;
 use crate::store::{ClientMeta, Store};
-use crate::tokens::{AccessClaims, AccessTokens, KeySet, RevokedSet};
+use crate::tokens::{AccessClaims, AccessTokens};
 
 pub mod auth;
 pub mod cookies;
@@ -30,9 +29,11 @@ pub use cookies::{CookiePolicy, OriginPolicy};
 /// Longest user agent kept with a session or an event.
 const MAX_USER_AGENT: usize = 256;
 
-/// Settings of the HTTP boundary, resolved once at start.
+/// The HTTP boundary's policy, resolved once at start: cookies, origins, proxies.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct HttpPolicy {
+    pub cookies: CookiePolicy,
+    pub origins: OriginPolicy,
     /// Trusted proxies in front of authd (`AUTHD_TRUST_PROXY`); 0: never read
     /// `X-Forwarded-For`.
     pub trust_proxy: usize,
@@ -42,23 +43,20 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
 
-/// The parts of [`AppState`].
+/// The parts of [`AppState`]: one handle per job, none held twice.
 pub struct Inner {
     /// Every start, rotation and end of a session goes through it.
     pub sessions: Sessions,
+    /// Password hashing, on its own threads.
     pub hasher: Hasher,
+    /// Verifies access tokens; it holds the key set and the revoked set it checks.
     pub access: AccessTokens,
+    /// Device tokens (login throttling).
     pub devices: crate::tokens::DeviceTokens,
-    pub keys: Arc<KeySet>,
-    pub revoked: Arc<RevokedSet>,
     pub clock: SharedClock,
-    pub cookies: CookiePolicy,
-    pub origins: OriginPolicy,
-    pub settings: Settings,
+    pub http: HttpPolicy,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: crate::ratelimit::RateLimits,
-    /// Set once migrations ran and keys are loaded.
-    pub ready: AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,11 +67,6 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Is the server ready to serve (migrated, keys loaded)?
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
     /// The database, for reads and writes that start or end no session.
     pub fn store(&self) -> &Store {
         self.sessions.store()
@@ -103,7 +96,7 @@ impl AppState {
 
     /// Where the request came from. `X-Forwarded-For` is read only with `AUTHD_TRUST_PROXY`.
     pub fn client_meta(&self, req: &Request) -> ClientMeta {
-        let forwarded = forwarded_for(req, self.settings.trust_proxy);
+        let forwarded = forwarded_for(req, self.http.trust_proxy);
         let ip = forwarded.or_else(|| {
             req.remote_addr()
                 .as_socket_addr()

@@ -168,6 +168,16 @@ impl AccessTokens {
         }
     }
 
+    /// The key set tokens are signed and verified with.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// The sessions whose tokens are refused.
+    pub fn revoked(&self) -> &RevokedSet {
+        &self.revoked
+    }
+
     /// Sets the longest lifetime (`exp - iat`) a token may have to verify; never below this
     /// server's own.
     pub fn set_max_lifetime(&self, secs: i64) {

@@ -212,13 +212,13 @@ async fn the_in_memory_revoked_set_forgets_sessions_once_their_tokens_expired() 
         .send()
         .await
         .unwrap();
-    assert_eq!(app.state().revoked.len(), 1);
+    assert_eq!(app.state().access.revoked().len(), 1);
     app.clock.advance(300 + 30 + 1);
     eventually("the revoked set forgets the expired entries", || async {
-        app.state().revoked.is_empty()
+        app.state().access.revoked().is_empty()
     })
     .await;
-    assert_eq!(app.state().revoked.len(), 0);
+    assert_eq!(app.state().access.revoked().len(), 0);
     assert_eq!(
         app.me_status(&t.access).await,
         StatusCode::UNAUTHORIZED,

@@ -25,12 +25,12 @@ pub fn presented_refresh_token(
     req: &Request,
     body: Option<RefreshRequest>,
 ) -> Result<Option<Presented>, ApiError> {
-    let cookie = state.cookies.read(req).filter(|c| !c.is_empty());
+    let cookie = state.http.cookies.read(req).filter(|c| !c.is_empty());
     match (body_token(body), cookie) {
         (Some(_), Some(_)) => Err(ApiError::AmbiguousRefreshToken),
         (Some(b), None) => Ok(Some(Presented::Body(b))),
         (None, Some(c)) => {
-            state.origins.check_cookie_request(req)?;
+            state.http.origins.check_cookie_request(req)?;
             Ok(Some(Presented::Cookie(c)))
         }
         (None, None) => Ok(None),
@@ -61,11 +61,11 @@ pub fn logout_credentials(
         LogoutAuth::Bearer(bearer) => state.access.verify(&bearer.0.token).ok(),
         _ => None,
     };
-    let cookie = state.cookies.read(req).filter(|c| !c.is_empty());
+    let cookie = state.http.cookies.read(req).filter(|c| !c.is_empty());
     let (refresh, unchecked_cookie) = match (body_token(body), cookie) {
         (Some(_), Some(_)) => return Err(ApiError::AmbiguousRefreshToken),
         (Some(b), None) => (Some(b), None),
-        (None, Some(c)) => match state.origins.check_cookie_request(req) {
+        (None, Some(c)) => match state.http.origins.check_cookie_request(req) {
             Ok(()) => (Some(c), None),
             Err(_) if claims.is_some() => (None, Some(c)),
             Err(e) => return Err(e),

@@ -76,7 +76,10 @@ fn answer(
     let token = issued.refresh.expose().to_owned();
     let (body_token, cookie) = match delivery {
         Delivery::Body => (Some(token), None),
-        Delivery::Cookie => (None, Some(state.cookies.set(&token, refresh_expires_in))),
+        Delivery::Cookie => (
+            None,
+            Some(state.http.cookies.set(&token, refresh_expires_in)),
+        ),
     };
     TokenIssued::Ok(
         Json(TokenResponse {
@@ -146,7 +149,7 @@ impl AuthApi {
         req: &Request,
         body: Json<LoginRequest>,
     ) -> Result<TokenIssued, LoginErrors> {
-        state.origins.check_origin(req)?;
+        state.http.origins.check_origin(req)?;
         let LoginRequest {
             email,
             password,
@@ -275,13 +278,15 @@ impl AuthApi {
                 .logout(&s.user_id, &s.id, local, false, &meta)
                 .await?;
         }
-        let foreign = state.origins.check_origin(req).is_err();
+        let foreign = state.http.origins.check_origin(req).is_err();
         let unused_live = match creds.unchecked_cookie.as_deref() {
             Some(c) => sessions.of_refresh_token(c).await?.is_some(),
             None => false,
         };
         let expire = policy::logout_expires_cookie(foreign, unused_live);
-        Ok(LoggedOut::NoContent(expire.then(|| state.cookies.expire())))
+        Ok(LoggedOut::NoContent(
+            expire.then(|| state.http.cookies.expire()),
+        ))
     }
 
     /// Change the password
