@@ -131,9 +131,9 @@ pub async fn start(
 
     let revoked = Arc::new(RevokedSet::default());
     let mut cursor = 0;
-    for (id, sid, expires_at) in store.live_revocations(clock.now()).await? {
-        revoked.insert(&sid, expires_at);
-        cursor = cursor.max(id);
+    for r in store.live_revocations(clock.now()).await? {
+        revoked.insert(&r.session_id, r.expires_at);
+        cursor = cursor.max(r.id);
     }
 
     let threads = match cfg.hash_threads {
@@ -387,11 +387,11 @@ async fn sync_revocations(
     for _ in 0..SYNC_PAGES_PER_PASS {
         let rows = state.store().revocations_after(read, SYNC_PAGE).await?;
         let full = rows.len() as u64 == SYNC_PAGE;
-        for (id, sid, expires_at, revoked_at) in rows {
-            state.access.revoked().insert(&sid, expires_at);
-            read = read.max(id);
-            if revoked_at <= now - SETTLE_SECS {
-                settled = settled.max(id);
+        for r in rows {
+            state.access.revoked().insert(&r.session_id, r.expires_at);
+            read = read.max(r.id);
+            if r.revoked_at <= now - SETTLE_SECS {
+                settled = settled.max(r.id);
             }
         }
         if !full {

@@ -49,6 +49,7 @@ async fn database_reachable(state: &AppState) -> bool {
 }
 
 /// Probes.
+#[derive(Default)]
 pub struct HealthApi;
 
 #[OpenApi(tag = "Tag::Health")]

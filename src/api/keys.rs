@@ -75,6 +75,7 @@ pub enum JwksResponse {
 }
 
 /// Public keys.
+#[derive(Default)]
 pub struct KeysApi;
 
 #[OpenApi(tag = "Tag::Keys")]

@@ -37,6 +37,7 @@ pub enum MeResponse {
 }
 
 /// The sample protected resource.
+#[derive(Default)]
 pub struct MeApi;
 
 #[OpenApi(tag = "Tag::Me")]

@@ -209,14 +209,7 @@ pub type Api = (
 
 /// The spec, with the relative server that lets the docs UI call whichever host serves it.
 pub fn service() -> OpenApiService<Api, ()> {
-    let api = (
-        auth::AuthApi,
-        sessions::SessionsApi,
-        me::MeApi,
-        keys::KeysApi,
-        health::HealthApi,
-    );
-    OpenApiService::new(api, "authd", env!("CARGO_PKG_VERSION"))
+    OpenApiService::new(Api::default(), "authd", env!("CARGO_PKG_VERSION"))
         .description(
             "An auth server whose logout really logs JWTs out: short-lived EdDSA access tokens, \
              opaque rotating refresh tokens with reuse detection, and instant revocation of the \

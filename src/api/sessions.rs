@@ -110,6 +110,7 @@ pub enum EventList {
 }
 
 /// The caller's sessions and security events.
+#[derive(Default)]
 pub struct SessionsApi;
 
 #[OpenApi(tag = "Tag::Sessions")]

@@ -60,7 +60,10 @@ impl Store {
         session_id: Option<&str>,
         meta: &ClientMeta,
     ) -> Result<(), StoreError> {
-        record(&self.db, user_id, kind, at, session_id, meta).await
+        let (txn, _gate) = self.begin_write().await?;
+        record(&txn, user_id, kind, at, session_id, meta).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     /// The user's most recent events, newest first: at most `limit`, of which at most

@@ -35,7 +35,7 @@ pub use policy::IssuingPolicy;
 pub use prune::Pruned;
 pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
 pub use sessions::{NewSession, Opened, SessionInfo};
-pub use types::{ClientMeta, EventKind};
+pub use types::{ClientMeta, EventKind, Revocation};
 pub use users::{NewUser, User};
 
 /// The Postgres advisory-lock key that serialises migrations ("authd-mi" as an integer).

@@ -1,12 +1,13 @@
-//! Removes what can no longer matter, in bounded batches so no transaction holds the write
-//! lock for long: ended and expired sessions (their refresh tokens go with them), revoked-list
-//! entries whose access tokens have all expired, sealed successors past the grace window,
-//! security events past their retention, and retired keys past their overlap.
+//! Removes what can no longer matter: expired sessions (their refresh tokens go with them) in
+//! batches of 1,000, each its own transaction, so no transaction holds the write lock for long;
+//! then in one transaction revoked-list entries whose access tokens have all expired, sealed
+//! successors past the grace window, security events past their retention, and retired keys
+//! past their overlap (cut-offs from the recorded issuing policy, `crate::policy`).
 use entity::{refresh_tokens, revoked_sessions, security_events, sessions, signing_keys};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
-use super::{Store, StoreError};
+use super::{Revocation, Store, StoreError};
 
 /// Rows deleted per statement.
 const BATCH: u64 = 1000;
@@ -72,9 +73,11 @@ impl Store {
                 break;
             }
         }
+        // The rest in one write transaction (through this process's write queue on SQLite).
+        let (txn, _gate) = self.begin_write().await?;
         out.revocations = revoked_sessions::Entity::delete_many()
             .filter(revoked_sessions::Column::ExpiresAt.lte(now))
-            .exec(&self.db)
+            .exec(&txn)
             .await?
             .rows_affected;
         out.sealed_successors = refresh_tokens::Entity::update_many()
@@ -84,30 +87,31 @@ impl Store {
             )
             .filter(refresh_tokens::Column::SuccessorSealed.is_not_null())
             .filter(refresh_tokens::Column::UsedAt.lte(policy.sealed_successor_cutoff(now)))
-            .exec(&self.db)
+            .exec(&txn)
             .await?
             .rows_affected;
         out.events = security_events::Entity::delete_many()
             .filter(security_events::Column::At.lte(crate::policy::event_cutoff(now)))
-            .exec(&self.db)
+            .exec(&txn)
             .await?
             .rows_affected;
         out.keys = signing_keys::Entity::delete_many()
             .filter(signing_keys::Column::RetiredAt.lte(policy.retired_key_cutoff(now)))
-            .exec(&self.db)
+            .exec(&txn)
             .await?
             .rows_affected;
+        txn.commit().await?;
         Ok(out)
     }
 
     /// Revocations still in force at `now`, to load into memory at start.
-    pub async fn live_revocations(&self, now: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    pub async fn live_revocations(&self, now: i64) -> Result<Vec<Revocation>, StoreError> {
         Ok(revoked_sessions::Entity::find()
             .filter(revoked_sessions::Column::ExpiresAt.gt(now))
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|r| (r.id, r.session_id, r.expires_at))
+            .map(Revocation::from)
             .collect())
     }
 }

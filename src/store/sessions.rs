@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
-use super::types::{ClientMeta, EventKind};
+use super::types::{ClientMeta, EventKind, Revocation};
 use super::{Store, StoreError};
 
 /// A live session.
@@ -287,12 +287,12 @@ impl Store {
         Ok(Some(ended))
     }
 
-    /// Revocations with an id above `cursor`, oldest first: `(id, session_id, expires_at, revoked_at)`.
+    /// Revocations with an id above `cursor`, oldest first.
     pub async fn revocations_after(
         &self,
         cursor: i64,
         limit: u64,
-    ) -> Result<Vec<(i64, String, i64, i64)>, StoreError> {
+    ) -> Result<Vec<Revocation>, StoreError> {
         Ok(revoked_sessions::Entity::find()
             .filter(revoked_sessions::Column::Id.gt(cursor))
             .order_by_asc(revoked_sessions::Column::Id)
@@ -300,7 +300,7 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|r| (r.id, r.session_id, r.expires_at, r.revoked_at))
+            .map(Revocation::from)
             .collect())
     }
 }

@@ -57,12 +57,17 @@ impl Store {
             created_at: Set(new.now),
             updated_at: Set(new.now),
         };
+        let (txn, _gate) = self.begin_write().await?;
         match users::Entity::insert(row)
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                txn.commit().await?;
+                Ok(true)
+            }
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await?;
                 Ok(false)
             }
             Err(e) => Err(e.into()),

@@ -204,9 +204,7 @@ impl AccessTokens {
         };
         // A compact JWS (RFC 7515): header.claims.signature, base64url without padding. Signed
         // here with the cached key pair; verification goes through jsonwebtoken.
-        let claims = serde_json::to_vec(&claims).map_err(|_| KeyError::Malformed {
-            kid: key.kid.clone(),
-        })?;
+        let claims = serde_json::to_vec(&claims).map_err(|_| KeyError::Claims)?;
         let mut token = format!("{}.{}", key.header_b64, URL_SAFE_NO_PAD.encode(claims));
         let signature = key.pair.sign(token.as_bytes());
         token.push('.');

@@ -40,6 +40,8 @@ pub enum KeyError {
     NoCurrentKey,
     #[error("key generation failed")]
     Generation,
+    #[error("the claims could not be serialised")]
+    Claims,
     #[error("key file {path}: {reason}")]
     File { path: String, reason: &'static str },
 }
@@ -121,7 +123,6 @@ pub struct Jwk {
 }
 
 pub(crate) struct SigningKey {
-    pub kid: String,
     /// The parsed key pair, kept so that signing does not re-parse PKCS#8 (and re-derive the
     /// public key) for every token.
     pub pair: Ed25519KeyPair,
@@ -195,7 +196,6 @@ impl KeySet {
                     .map_err(|_| KeyError::Malformed { kid: r.kid.clone() })?;
                 let header = serde_json::json!({"typ": super::TYP, "alg": "EdDSA", "kid": r.kid});
                 Some(Arc::new(SigningKey {
-                    kid: r.kid.clone(),
                     pair,
                     header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
                 }))

@@ -25,7 +25,7 @@ async fn assert_invalid_token(app: &TestApp, token: &str, what: &str) {
     assert_eq!(body["error"], "invalid_token", "{what}");
 }
 
-/// A valid token's parts: (header, claims, kid, public key).
+/// A valid token's parts: (its header's `kid`, claims, kid, public key, the token itself).
 async fn parts(app: &TestApp) -> (Value, Value, String, Vec<u8>, String) {
     let t = app.user(&email()).await;
     let mut it = t.access.split('.');

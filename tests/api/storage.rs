@@ -199,7 +199,6 @@ async fn pruning_removes_what_can_no_longer_matter_and_keeps_reuse_detection() {
     // And a second pass has nothing left to do.
     let again = app.prune().await;
     assert_eq!((again.sessions, again.revocations), (0, 0));
-    let _ = live2;
 }
 
 #[tokio::test]

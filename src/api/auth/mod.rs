@@ -96,6 +96,7 @@ fn answer(
 }
 
 /// Register, log in, refresh, log out, change the password.
+#[derive(Default)]
 pub struct AuthApi;
 
 #[OpenApi(tag = "Tag::Auth")]
