@@ -99,8 +99,30 @@ pub enum SessionsCommand {
     },
 }
 
-/// A failed command: the message for the operator.
-pub type CliResult = Result<(), String>;
+/// Why a command failed: what the operator reads after `authd: `.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("migration failed: {0}")]
+    Migration(crate::store::StoreError),
+    #[error(transparent)]
+    Sessions(#[from] crate::sessions::ServiceError),
+    #[error(transparent)]
+    Keys(#[from] crate::keyring::KeyringError),
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+    #[error(transparent)]
+    Spec(#[from] crate::api::spec::SpecError),
+    #[error("server error: {0}")]
+    Server(std::io::Error),
+    /// The command cannot do what was asked (no such user, no database there, ...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A command's outcome.
+pub type CliResult = Result<(), CliError>;
 
 /// A spinner on stderr when it is a terminal; hidden (and silent) otherwise.
 fn spinner(message: &str) -> indicatif::ProgressBar {
@@ -115,15 +137,10 @@ fn spinner(message: &str) -> indicatif::ProgressBar {
 }
 
 /// Opens the database for `authd migrate`, which creates and upgrades it.
-async fn migrated_store(db: &DbConfig) -> Result<Store, String> {
-    let store = Store::connect(db)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
+async fn migrated_store(db: &DbConfig) -> Result<Store, CliError> {
+    let store = Store::connect(db).await?;
     let bar = spinner("applying migrations");
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("migration failed: {e}"))?;
+    store.migrate().await.map_err(CliError::Migration)?;
     bar.finish_and_clear();
     Ok(store)
 }
@@ -131,29 +148,30 @@ async fn migrated_store(db: &DbConfig) -> Result<Store, String> {
 /// Opens the database for an admin command, which never creates or upgrades one: a command
 /// run from the wrong directory must not leave an empty database behind and report success,
 /// and a newer binary must not change a production schema as a side effect.
-async fn store(db: &DbConfig) -> Result<Store, String> {
+async fn store(db: &DbConfig) -> Result<Store, CliError> {
     if let Some((path, _)) = crate::store::open::sqlite_file(&db.database_url)
         && !path.exists()
     {
         let shown = std::path::absolute(&path).unwrap_or(path);
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "no database at {}: admin commands never create one; point DATABASE_URL at the \
              server's database (or create it with `authd migrate`)",
             shown.display()
-        ));
+        )));
     }
-    let store = Store::connect(db)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
-    let pending = store
-        .pending_migrations()
-        .await
-        .map_err(|e| format!("database: {e}"))?;
+    // A command does one thing at a time: one connection, opened (with SQLite's busy retries)
+    // before anything runs, so no later statement waits on opening another.
+    let one = DbConfig {
+        db_max_connections: 1,
+        ..db.clone()
+    };
+    let store = Store::connect(&one).await?;
+    let pending = store.pending_migrations().await?;
     if pending > 0 {
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "the database needs {pending} migration(s) that this command does not apply: run \
              `authd migrate` (or start the server) first"
-        ));
+        )));
     }
     Ok(store)
 }
@@ -193,9 +211,7 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Some(Command::Keys(KeysCommand::Rotate)) => {
             let store = store(&cli.db).await?;
-            let kid = crate::keyring::rotate(&store, clock.now())
-                .await
-                .map_err(|e| e.to_string())?;
+            let kid = crate::keyring::rotate(&store, clock.now()).await?;
             println!(
                 "new signing key {kid} is current; the previous key verifies until its tokens expire"
             );
@@ -204,11 +220,10 @@ pub async fn run(cli: Cli) -> CliResult {
         Some(Command::Keys(KeysCommand::Revoke { kid })) => {
             use crate::keyring::Revoked;
             let store = store(&cli.db).await?;
-            match crate::keyring::revoke(&store, &kid, clock.now())
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Revoked::NoSuchKey => return Err(format!("no signing key with kid {kid}")),
+            match crate::keyring::revoke(&store, &kid, clock.now()).await? {
+                Revoked::NoSuchKey => {
+                    return Err(CliError::Refused(format!("no signing key with kid {kid}")));
+                }
                 Revoked::Replaced { by } => {
                     println!("revoked signing key {kid}; it was current, so {by} is current now")
                 }
@@ -217,7 +232,7 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Some(Command::Openapi) => {
-            print!("{}", crate::api::spec::yaml().map_err(|e| e.to_string())?);
+            print!("{}", crate::api::spec::yaml()?);
             Ok(())
         }
         Some(Command::Users(cmd)) => users(&cli.db, cmd).await,
@@ -227,9 +242,8 @@ pub async fn run(cli: Cli) -> CliResult {
             let u = sessions
                 .store()
                 .user_by_email(&email)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no user with email {email}"))?;
+                .await?
+                .ok_or_else(|| CliError::Refused(format!("no user with email {email}")))?;
             let ended = sessions
                 .end(
                     &u.id,
@@ -237,8 +251,7 @@ pub async fn run(cli: Cli) -> CliResult {
                     EndReason::Operator,
                     &ClientMeta::default(),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             println!("ended {} session(s) of {email}", ended.len());
             Ok(())
         }
@@ -249,8 +262,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 .prune_with_progress(clock.now(), |p| {
                     bar.set_message(format!("pruning: {} expired sessions removed", p.sessions))
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             bar.finish_and_clear();
             println!(
                 "pruned: {} sessions, {} revocations, {} sealed successors, {} events, {} keys",
@@ -268,31 +280,23 @@ async fn serve(db: &DbConfig, cfg: &ServeConfig) -> CliResult {
         Arc::new(SystemClock),
         Some(Box::pin(wait_for_signal())),
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    running
-        .wait()
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    .await?;
+    running.wait().await.map_err(CliError::Server)?;
     tracing::info!("authd stopped");
     Ok(())
 }
 
 /// An email given on the command line, normalised as everywhere else.
-fn email_arg(raw: &str) -> Result<String, String> {
-    crate::policy::normalize_email(raw).ok_or_else(|| format!("{raw:?} is not an email address"))
+fn email_arg(raw: &str) -> Result<String, CliError> {
+    crate::policy::normalize_email(raw)
+        .ok_or_else(|| CliError::Refused(format!("{raw:?} is not an email address")))
 }
 
 async fn users(db: &DbConfig, cmd: UsersCommand) -> CliResult {
     let sessions = Sessions::offline(store(db).await?, Arc::new(SystemClock));
     match cmd {
         UsersCommand::List => {
-            for u in sessions
-                .store()
-                .list_users()
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            for u in sessions.store().list_users().await? {
                 println!(
                     "{}\t{}\t{}",
                     u.id,
@@ -305,18 +309,16 @@ async fn users(db: &DbConfig, cmd: UsersCommand) -> CliResult {
             let email = email_arg(&email)?;
             let ended = sessions
                 .set_disabled(&email, true)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no user with email {email}"))?;
+                .await?
+                .ok_or_else(|| CliError::Refused(format!("no user with email {email}")))?;
             println!("disabled {email}; ended {} session(s)", ended.len());
         }
         UsersCommand::Enable { email } => {
             let email = email_arg(&email)?;
             sessions
                 .set_disabled(&email, false)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no user with email {email}"))?;
+                .await?
+                .ok_or_else(|| CliError::Refused(format!("no user with email {email}")))?;
             println!("enabled {email}");
         }
     }

@@ -1,7 +1,8 @@
 //! The only code that issues queries. It returns domain results and [`StoreError`], never a
 //! `DbErr`, and knows nothing of HTTP.
 //!
-//! Every state change is one transaction; on SQLite write transactions start with
+//! Every state change is one transaction (a single statement, or a transaction that starts
+//! behind this process's write gate); on SQLite write transactions start with
 //! `BEGIN IMMEDIATE`, because a deferred transaction that reads then writes fails at once with
 //! "database is locked" when another writer got there first.
 use std::sync::Arc;
@@ -219,9 +220,14 @@ impl Store {
 
     /// How many migrations this binary knows that the database has not applied (read-only).
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        Ok(Migrator::get_pending_migrations_read_only(&self.db)
+        // Inside a write transaction that changes nothing, as a migration would: it waits its
+        // turn behind a running server's writes (SQLite's busy handler, Postgres's locks).
+        let (txn, _gate) = self.begin_write().await?;
+        let pending = Migrator::get_pending_migrations_read_only(&txn)
             .await?
-            .len())
+            .len();
+        txn.rollback().await?;
+        Ok(pending)
     }
 
     /// A cheap round trip, for the health probes.
