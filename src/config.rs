@@ -294,7 +294,7 @@ fn parse_origins(raw: &str) -> Result<Origins, String> {
     let mut out = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match origin_of(item) {
-            Some(origin) if origin == item.trim_end_matches('/') => out.push(origin),
+            Some(origin) if is_bare_origin(item) => out.push(origin),
             _ => {
                 return Err(format!(
                     "{item:?} is not an origin (scheme://host[:port], no path)"
@@ -305,18 +305,20 @@ fn parse_origins(raw: &str) -> Result<Origins, String> {
     Ok(Origins(out))
 }
 
-/// `scheme://host[:port]` of an http(s) URL, lower-cased, or `None`.
-pub fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return None;
-    }
-    let authority = rest.split(['/', '?', '#']).next()?;
-    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
-        return None;
-    }
-    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+/// The origin of an http(s) URL as a browser writes it in `Origin`: `scheme://host[:port]`,
+/// lower-case, the host in its IDNA ASCII form, no default port (so `https://App.example:443`
+/// is `https://app.example`). `None` for anything else, or a URL with credentials in it.
+pub fn origin_of(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    let web = matches!(url.scheme(), "http" | "https") && url.host().is_some();
+    (web && url.username().is_empty() && url.password().is_none())
+        .then(|| url.origin().ascii_serialization())
+}
+
+/// Is `raw` an origin and nothing more (no path, query or fragment)?
+fn is_bare_origin(raw: &str) -> bool {
+    url::Url::parse(raw.trim())
+        .is_ok_and(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none())
 }
 
 fn parse_proxy_hops(raw: &str) -> Result<usize, String> {
@@ -336,5 +338,57 @@ fn parse_switch(raw: &str) -> Result<bool, String> {
         "on" | "true" | "1" | "yes" => Ok(true),
         "off" | "false" | "0" | "no" | "" => Ok(false),
         other => Err(format!("expected on or off, got {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_compared_as_browsers_write_them() {
+        assert_eq!(
+            origin_of("HTTPS://App.Example.com:443").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            origin_of("http://a.test:80/x").as_deref(),
+            Some("http://a.test")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:5173").as_deref(),
+            Some("http://127.0.0.1:5173")
+        );
+        assert_eq!(
+            origin_of("https://b\u{fc}cher.example").as_deref(),
+            Some("https://xn--bcher-kva.example")
+        );
+        for bad in [
+            "ftp://a.test",
+            "https://user:pw@a.test",
+            "localhost:3000",
+            "*",
+            "",
+        ] {
+            assert_eq!(origin_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_allow_list_takes_origins_only() {
+        let ok = parse_origins("https://a.test, https://B.test:443/").unwrap();
+        assert_eq!(ok.0, ["https://a.test", "https://b.test"]);
+        for bad in ["https://a.test/path", "https://a.test?x", "not an origin"] {
+            assert!(parse_origins(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_count_is_off_on_or_a_number() {
+        assert_eq!(parse_proxy_hops("off"), Ok(0));
+        assert_eq!(parse_proxy_hops("on"), Ok(1));
+        assert_eq!(parse_proxy_hops("3"), Ok(3));
+        assert!(parse_proxy_hops("11").is_err());
+        assert!(parse_proxy_hops("many").is_err());
     }
 }
