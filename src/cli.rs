@@ -246,7 +246,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 .ok_or_else(|| CliError::Refused(format!("no user with email {email}")))?;
             let ended = sessions
                 .end(
-                    &u.id,
+                    &crate::ids::UserId::from(u.id.as_str()),
                     SessionScope::All,
                     EndReason::Operator,
                     &ClientMeta::default(),

@@ -12,8 +12,8 @@ use crate::clock::SharedClock;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::policy::{self, LogoutScope};
 use crate::store::{
-    ClientMeta, EndReason, EndedSession, NewSession, RotateRequest, Rotation, SessionInfo,
-    SessionScope, Store, StoreError, Successor, User,
+    ClientMeta, EndReason, EndedSession, NewSession, RotateRequest, Rotation, SessionId,
+    SessionInfo, SessionScope, Store, StoreError, Successor, User, UserId,
 };
 use crate::tokens::access::Subject;
 use crate::tokens::{AccessTokens, RefreshToken, RevokedSet};
@@ -204,7 +204,12 @@ impl Sessions {
                 Ok(Refreshed::Issued(self.issue(session, &email, current)?))
             }
             Rotation::Reused(ended) => {
-                self.reuse_detected(&ended.user_id, &ended.session_id, &meta, "refresh");
+                self.reuse_detected(
+                    ended.user_id.as_str(),
+                    ended.session_id.as_str(),
+                    &meta,
+                    "refresh",
+                );
                 self.mirror(&[ended], EndReason::Reused);
                 Ok(Refreshed::Refused)
             }
@@ -241,7 +246,7 @@ impl Sessions {
     /// Ends the user's sessions in `scope` for `reason`: the one door (see the module doc).
     pub async fn end(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         scope: SessionScope,
         reason: EndReason,
         meta: &ClientMeta,
@@ -259,8 +264,8 @@ impl Sessions {
     /// (`by_current`: a live access token or the current refresh token).
     pub async fn logout(
         &self,
-        user_id: &str,
-        session_id: &str,
+        user_id: &UserId,
+        session_id: &SessionId,
         scope: LogoutScope,
         by_current: bool,
         meta: &ClientMeta,
@@ -268,11 +273,11 @@ impl Sessions {
         let scope = scope.granted(by_current);
         let mut ended = Vec::new();
         if scope.ends_own() {
-            let one = SessionScope::One(session_id.to_owned());
+            let one = SessionScope::One(session_id.clone());
             ended.extend(self.end(user_id, one, EndReason::Logout, meta).await?);
         }
         if scope.ends_others() {
-            let others = SessionScope::AllExcept(session_id.to_owned());
+            let others = SessionScope::AllExcept(session_id.clone());
             ended.extend(self.end(user_id, others, EndReason::Revoked, meta).await?);
         }
         Ok(ended)
@@ -285,11 +290,12 @@ impl Sessions {
         session: &SessionInfo,
         meta: &ClientMeta,
     ) -> Result<(), ServiceError> {
-        let one = SessionScope::One(session.id.clone());
+        let one = SessionScope::One(SessionId::from(session.id.as_str()));
+        let user = UserId::from(session.user_id.as_str());
         let ended = self
             .0
             .store
-            .end_sessions(&session.user_id, one, EndReason::Reused, self.now(), meta)
+            .end_sessions(&user, one, EndReason::Reused, self.now(), meta)
             .await?;
         if !ended.is_empty() {
             self.reuse_detected(&session.user_id, &session.id, meta, "logout");
@@ -301,8 +307,8 @@ impl Sessions {
     /// Sets the user's password hash and ends every other session, in one transaction.
     pub async fn change_password(
         &self,
-        user_id: &str,
-        keep_session: &str,
+        user_id: &UserId,
+        keep_session: &SessionId,
         password_hash: String,
         meta: &ClientMeta,
     ) -> Result<(), ServiceError> {
@@ -365,7 +371,7 @@ impl Sessions {
     fn mirror(&self, ended: &[EndedSession], reason: EndReason) {
         for e in ended {
             if let Some(revoked) = &self.0.revoked {
-                revoked.insert(&e.session_id, e.horizon);
+                revoked.insert(e.session_id.as_str(), e.horizon);
             }
             // An ordinary logout is no alert; reuse logs its own warning.
             tracing::info!(

@@ -10,7 +10,7 @@ use super::NoContent;
 use super::{AppState, BearerAuth, Tag};
 use crate::api::error::codes::*;
 use crate::api::error::{ApiError, Errors};
-use crate::store::{EndReason, SessionScope};
+use crate::store::{EndReason, SessionId, SessionScope};
 
 /// How many events `GET /auth/events` returns.
 const EVENT_PAGE: u64 = 50;
@@ -171,9 +171,12 @@ impl SessionsApi {
         } else {
             EndReason::Revoked
         };
-        let one = SessionScope::One(id.0);
+        let one = SessionScope::One(SessionId::from(id.0));
         let meta = state.client_meta(req);
-        let ended = state.sessions.end(&auth.0.sub, one, reason, &meta).await?;
+        let ended = state
+            .sessions
+            .end(&auth.0.user(), one, reason, &meta)
+            .await?;
         if ended.is_empty() {
             return Err(ApiError::NotFound.into());
         }

@@ -9,17 +9,18 @@ use sea_orm::{
 
 use super::StoreError;
 use super::types::{ClientMeta, EventKind};
+use crate::ids::{SessionId, UserId};
 
 /// Which of a user's sessions to end.
 #[derive(Debug, Clone)]
 pub enum SessionScope {
-    One(String),
-    AllExcept(String),
+    One(SessionId),
+    AllExcept(SessionId),
     All,
     /// Every live session but `new` and the `keep - 1` newest others (by login time).
     BeyondNewest {
         keep: u64,
-        new: String,
+        new: SessionId,
         now: i64,
     },
 }
@@ -71,14 +72,14 @@ const END_CHUNK: usize = 1000;
 /// A session that just ended; its access tokens must be refused until `horizon`.
 #[derive(Debug, Clone)]
 pub struct EndedSession {
-    pub session_id: String,
-    pub user_id: String,
+    pub session_id: SessionId,
+    pub user_id: UserId,
     pub horizon: i64,
 }
 
 pub(crate) async fn end_sessions_in<C: ConnectionTrait>(
     db: &C,
-    user_id: &str,
+    user: &UserId,
     scope: &SessionScope,
     reason: EndReason,
     now: i64,
@@ -87,14 +88,15 @@ pub(crate) async fn end_sessions_in<C: ConnectionTrait>(
     // No stored id holds a NUL (Postgres text cannot), and Postgres rejects one in a parameter
     // with an error: such an id names no session, on either backend.
     if let SessionScope::One(id) = scope
-        && id.contains('\0')
+        && id.as_str().contains('\0')
     {
         return Ok(Vec::new());
     }
+    let user_id = user.as_str();
     let mut query = sessions::Entity::find().filter(sessions::Column::UserId.eq(user_id));
     query = match scope {
-        SessionScope::One(id) => query.filter(sessions::Column::Id.eq(id.clone())),
-        SessionScope::AllExcept(id) => query.filter(sessions::Column::Id.ne(id.clone())),
+        SessionScope::One(id) => query.filter(sessions::Column::Id.eq(id.as_str())),
+        SessionScope::AllExcept(id) => query.filter(sessions::Column::Id.ne(id.as_str())),
         SessionScope::All => query,
         SessionScope::BeyondNewest { keep, new, now } => {
             // The session just opened always stays (within one second, "newest" cannot tell
@@ -103,7 +105,7 @@ pub(crate) async fn end_sessions_in<C: ConnectionTrait>(
                 .select_only()
                 .column(sessions::Column::Id)
                 .filter(sessions::Column::UserId.eq(user_id))
-                .filter(sessions::Column::Id.ne(new.clone()))
+                .filter(sessions::Column::Id.ne(new.as_str()))
                 .filter(sessions::Column::IdleExpiresAt.gt(*now))
                 .filter(sessions::Column::AbsoluteExpiresAt.gt(*now))
                 .order_by_desc(sessions::Column::CreatedAt)
@@ -116,7 +118,7 @@ pub(crate) async fn end_sessions_in<C: ConnectionTrait>(
             if (kept.len() as u64) < keep.saturating_sub(1) {
                 return Ok(Vec::new());
             }
-            kept.push(new.clone());
+            kept.push(new.as_str().to_owned());
             query
                 .filter(sessions::Column::IdleExpiresAt.gt(*now))
                 .filter(sessions::Column::AbsoluteExpiresAt.gt(*now))
@@ -169,8 +171,8 @@ pub(crate) async fn end_sessions_in<C: ConnectionTrait>(
     Ok(ids
         .into_iter()
         .map(|session_id| EndedSession {
-            session_id,
-            user_id: user_id.to_owned(),
+            session_id: SessionId(session_id),
+            user_id: user.clone(),
             horizon,
         })
         .collect())

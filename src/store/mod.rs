@@ -29,6 +29,7 @@ mod sessions;
 mod types;
 mod users;
 
+pub use crate::ids::{SessionId, UserId};
 pub use ending::{EndReason, EndedSession, SessionScope};
 pub use events::SecurityEvent;
 pub use keys::StoredKey;

@@ -10,6 +10,7 @@ use sea_orm::{
 use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
 use super::types::{ClientMeta, EventKind, Revocation};
 use super::{Store, StoreError};
+use crate::ids::{SessionId, UserId};
 
 /// A live session.
 #[derive(Debug, Clone)]
@@ -25,6 +26,16 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// The session's user.
+    pub fn user(&self) -> UserId {
+        UserId::from(self.user_id.as_str())
+    }
+
+    /// The session's id, typed.
+    pub fn session(&self) -> SessionId {
+        SessionId::from(self.id.as_str())
+    }
+
     /// When the session ends unless refreshed.
     pub fn expires_at(&self) -> i64 {
         crate::policy::session_end(self.idle_expires_at, self.absolute_expires_at)
@@ -127,13 +138,13 @@ impl Store {
         let evicted = if new.max_sessions > 0 {
             let scope = SessionScope::BeyondNewest {
                 keep: new.max_sessions,
-                new: new.id.clone(),
+                new: SessionId::from(new.id.as_str()),
                 now: new.now,
             };
             let meta = ClientMeta::default();
             end_sessions_in(
                 &txn,
-                &new.user_id,
+                &UserId::from(new.user_id.as_str()),
                 &scope,
                 EndReason::Evicted,
                 new.now,
@@ -175,7 +186,7 @@ impl Store {
     /// revoked list until the recorded policy's horizon. Returns the sessions that ended.
     pub async fn end_sessions(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         scope: SessionScope,
         reason: EndReason,
         now: i64,
@@ -212,8 +223,8 @@ impl Store {
     /// `password_changed`, in one transaction.
     pub async fn change_password(
         &self,
-        user_id: &str,
-        keep_session: &str,
+        user: &UserId,
+        keep_session: &SessionId,
         password_hash: String,
         now: i64,
         meta: &ClientMeta,
@@ -222,22 +233,22 @@ impl Store {
         users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
-            .filter(users::Column::Id.eq(user_id))
+            .filter(users::Column::Id.eq(user.as_str()))
             .exec(&txn)
             .await?;
         super::events::record(
             &txn,
-            user_id,
+            user.as_str(),
             EventKind::PasswordChanged,
             now,
-            Some(keep_session),
+            Some(keep_session.as_str()),
             meta,
         )
         .await?;
         let ended = end_sessions_in(
             &txn,
-            user_id,
-            &SessionScope::AllExcept(keep_session.to_owned()),
+            user,
+            &SessionScope::AllExcept(keep_session.clone()),
             EndReason::PasswordChanged,
             now,
             meta,
@@ -273,7 +284,7 @@ impl Store {
             let meta = ClientMeta::default();
             end_sessions_in(
                 &txn,
-                &user.id,
+                &UserId::from(user.id.as_str()),
                 &SessionScope::All,
                 EndReason::Operator,
                 now,

@@ -37,6 +37,18 @@ pub struct AccessClaims {
     pub email: String,
 }
 
+impl AccessClaims {
+    /// The user the token is about.
+    pub fn user(&self) -> crate::ids::UserId {
+        crate::ids::UserId::from(self.sub.as_str())
+    }
+
+    /// The session the token belongs to.
+    pub fn session(&self) -> crate::ids::SessionId {
+        crate::ids::SessionId::from(self.sid.as_str())
+    }
+}
+
 /// Why an access token was refused. Every variant answers the same 401 `invalid_token`; the
 /// distinction only reaches the debug log.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

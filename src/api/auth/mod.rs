@@ -258,7 +258,9 @@ impl AuthApi {
         let mut also = None;
         match (&creds.claims, &found) {
             (Some(c), rt) => {
-                sessions.logout(&c.sub, &c.sid, scope, true, &meta).await?;
+                sessions
+                    .logout(&c.user(), &c.session(), scope, true, &meta)
+                    .await?;
                 also = rt
                     .as_ref()
                     .filter(|(s, _)| s.id != c.sid && reused.is_none());
@@ -267,7 +269,7 @@ impl AuthApi {
             (None, Some((s, used_at))) => {
                 let current = used_at.is_none();
                 sessions
-                    .logout(&s.user_id, &s.id, scope, current, &meta)
+                    .logout(&s.user(), &s.session(), scope, current, &meta)
                     .await?;
             }
             (None, None) if creds.refresh.is_some() => {}
@@ -276,7 +278,7 @@ impl AuthApi {
         if let Some((s, _)) = also {
             let local = policy::LogoutScope::Local;
             sessions
-                .logout(&s.user_id, &s.id, local, false, &meta)
+                .logout(&s.user(), &s.session(), local, false, &meta)
                 .await?;
         }
         let foreign = state.http.origins.check_origin(req).is_err();
@@ -344,7 +346,7 @@ impl AuthApi {
         let hash = state.hasher.hash(new_password.into_inner()).await?;
         state
             .sessions
-            .change_password(&user.id, &claims.sid, hash, &meta)
+            .change_password(&claims.user(), &claims.session(), hash, &meta)
             .await?;
         Ok(NoContent::Done)
     }

@@ -27,6 +27,7 @@ use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
 use super::sessions::SessionInfo;
 use super::types::ClientMeta;
 use super::{Store, StoreError};
+use crate::ids::{SessionId, UserId};
 use crate::policy::{self, Decision, MAX_REPLAY_HOPS, Rotated};
 
 mod batch;
@@ -359,8 +360,8 @@ async fn settle_rotated(
             let session = &f.session;
             let mut ended = end_sessions_in(
                 txn,
-                &session.user_id,
-                &SessionScope::One(session.id.clone()),
+                &UserId::from(session.user_id.as_str()),
+                &SessionScope::One(SessionId::from(session.id.as_str())),
                 EndReason::Reused,
                 request.now,
                 &request.meta,
