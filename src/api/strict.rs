@@ -152,122 +152,79 @@ impl<R: Rule> ToJSON for StrictString<R> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Optional<T>(pub Option<T>);
 
-impl<T: Type> Type for Optional<T> {
-    const IS_REQUIRED: bool = false;
-    type RawValueType = T::RawValueType;
-    type RawElementValueType = T::RawElementValueType;
-
-    fn name() -> Cow<'static, str> {
-        format!("optional_{}", T::name()).into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        T::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        self.0.as_ref().and_then(Type::as_raw_value)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        match &self.0 {
-            Some(value) => value.raw_element_iter(),
-            None => Box::new(std::iter::empty()),
-        }
-    }
-
-    fn is_none(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl<T: ParseFromJSON> ParseFromJSON for Optional<T> {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            None => Ok(Self(None)),
-            Some(Value::Null) => Err(ParseError::expected_type(Value::Null)),
-            Some(value) => T::parse_from_json(Some(value))
-                .map(|v| Self(Some(v)))
-                .map_err(ParseError::propagate),
-        }
-    }
-}
-
-impl<T: ToJSON> ToJSON for Optional<T> {
-    fn to_json(&self) -> Option<Value> {
-        self.0.as_ref().and_then(ToJSON::to_json)
-    }
-}
-
 /// An optional field that may also be sent as `null`, which means the same as leaving it out;
 /// its schema says `nullable: true`. For the few fields that clients and SDK generators are
 /// known to send as `null` when they have no value (`refresh_token`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Nullable<T>(pub Option<T>);
 
-impl<T: Type> Type for Nullable<T> {
-    const IS_REQUIRED: bool = false;
-    type RawValueType = T::RawValueType;
-    type RawElementValueType = T::RawElementValueType;
+/// The two optional wrappers differ only in what `null` means.
+macro_rules! optional_field {
+    ($wrapper:ident, $prefix:literal, null_is_none: $null_ok:literal) => {
+        impl<T: Type> Type for $wrapper<T> {
+            const IS_REQUIRED: bool = false;
+            type RawValueType = T::RawValueType;
+            type RawElementValueType = T::RawElementValueType;
 
-    fn name() -> Cow<'static, str> {
-        format!("nullable_{}", T::name()).into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        match T::schema_ref() {
-            MetaSchemaRef::Inline(mut schema) => {
-                schema.nullable = true;
-                MetaSchemaRef::Inline(schema)
+            fn name() -> Cow<'static, str> {
+                format!("{}_{}", $prefix, T::name()).into()
             }
-            reference => reference,
+
+            fn schema_ref() -> MetaSchemaRef {
+                match T::schema_ref() {
+                    MetaSchemaRef::Inline(mut schema) if $null_ok => {
+                        schema.nullable = true;
+                        MetaSchemaRef::Inline(schema)
+                    }
+                    schema => schema,
+                }
+            }
+
+            fn register(registry: &mut Registry) {
+                T::register(registry);
+            }
+
+            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+                self.0.as_ref().and_then(Type::as_raw_value)
+            }
+
+            fn raw_element_iter<'a>(
+                &'a self,
+            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+                match &self.0 {
+                    Some(value) => value.raw_element_iter(),
+                    None => Box::new(std::iter::empty()),
+                }
+            }
+
+            fn is_none(&self) -> bool {
+                self.0.is_none()
+            }
         }
-    }
 
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        self.0.as_ref().and_then(Type::as_raw_value)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        match &self.0 {
-            Some(value) => value.raw_element_iter(),
-            None => Box::new(std::iter::empty()),
+        impl<T: ParseFromJSON> ParseFromJSON for $wrapper<T> {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                match value {
+                    None => Ok(Self(None)),
+                    Some(Value::Null) if $null_ok => Ok(Self(None)),
+                    Some(Value::Null) => Err(ParseError::expected_type(Value::Null)),
+                    Some(value) => T::parse_from_json(Some(value))
+                        .map(|v| Self(Some(v)))
+                        .map_err(ParseError::propagate),
+                }
+            }
         }
-    }
 
-    fn is_none(&self) -> bool {
-        self.0.is_none()
-    }
+        impl<T: ToJSON> ToJSON for $wrapper<T> {
+            fn to_json(&self) -> Option<Value> {
+                self.0.as_ref().and_then(ToJSON::to_json)
+            }
+        }
+    };
 }
 
-impl<T: ParseFromJSON> ParseFromJSON for Nullable<T> {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            None | Some(Value::Null) => Ok(Self(None)),
-            Some(value) => T::parse_from_json(Some(value))
-                .map(|v| Self(Some(v)))
-                .map_err(ParseError::propagate),
-        }
-    }
-}
-
-impl<T: ToJSON> ToJSON for Nullable<T> {
-    fn to_json(&self) -> Option<Value> {
-        self.0.as_ref().and_then(ToJSON::to_json)
-    }
-}
+optional_field!(Optional, "optional", null_is_none: false);
+optional_field!(Nullable, "nullable", null_is_none: true);
 
 #[cfg(test)]
 mod tests {
