@@ -51,9 +51,18 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, PARAMS)
 }
 
-/// A PHC-format argon2id hash of `password`, computed in this hashing thread's kept memory (no
-/// 19 MiB allocation per hash).
-fn hash_blocking(password: &[u8]) -> Result<String, PasswordError> {
+/// Where a hash's argon2 memory comes from.
+#[derive(Clone, Copy)]
+enum Memory {
+    /// The hashing thread's kept block: no 19 MiB allocation per hash.
+    Kept,
+    /// A block of its own, freed after: for the one hash at start (the dummy), so that an idle
+    /// server does not hold 19 MiB it may never use.
+    Once,
+}
+
+/// A PHC-format argon2id hash of `password`.
+fn hash_blocking(password: &[u8], memory: Memory) -> Result<String, PasswordError> {
     let bad = |e: &dyn std::fmt::Display| PasswordError::Argon2(e.to_string());
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| bad(&e))?;
@@ -61,9 +70,13 @@ fn hash_blocking(password: &[u8]) -> Result<String, PasswordError> {
     let hasher = argon2();
     let params = hasher.params().clone();
     let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
-        with_blocks(params.block_count(), |memory| {
-            hasher.hash_password_into_with_memory(password, &salt, out, memory)
-        })
+        let mut fill = |blocks: &mut [Block]| {
+            hasher.hash_password_into_with_memory(password, &salt, &mut *out, blocks)
+        };
+        match memory {
+            Memory::Kept => with_blocks(params.block_count(), fill),
+            Memory::Once => fill(&mut vec![Block::default(); params.block_count()]),
+        }
         .map_err(argon2::password_hash::Error::from)
     })
     .map_err(|e| bad(&e))?;
@@ -172,7 +185,7 @@ impl Hasher {
         }
         let mut dummy_password = [0u8; 32];
         getrandom::fill(&mut dummy_password).map_err(|e| PasswordError::Argon2(e.to_string()))?;
-        let dummy = run_on(&jobs, move || hash_blocking(&dummy_password)).await?;
+        let dummy = run_on(&jobs, move || hash_blocking(&dummy_password, Memory::Once)).await?;
         Ok(Self {
             jobs,
             dummy: dummy.into(),
@@ -188,7 +201,8 @@ impl Hasher {
 
     /// A new PHC-format argon2id hash of `password`.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        self.run(move || hash_blocking(password.as_bytes())).await
+        self.run(move || hash_blocking(password.as_bytes(), Memory::Kept))
+            .await
     }
 
     /// Does `password` match `phc`? With `None` (unknown user) it checks against the dummy hash
