@@ -240,19 +240,28 @@ impl<Io> Limited<Io> {
         if self.phase != Phase::Head {
             return;
         }
-        let mut window = Vec::with_capacity(3 + bytes.len());
-        window.extend_from_slice(&self.tail);
-        window.extend_from_slice(bytes);
-        let ended =
-            window.windows(4).any(|w| w == b"\r\n\r\n") || window.windows(2).any(|w| w == b"\n\n");
-        if ended {
+        // The end of a head may straddle two reads: look at the kept tail joined to the start
+        // of these bytes (a few bytes, on the stack), then at these bytes alone.
+        let mut seam = [0u8; 6];
+        let head = bytes.len().min(3);
+        seam[..3].copy_from_slice(&self.tail);
+        seam[3..3 + head].copy_from_slice(&bytes[..head]);
+        if ends_a_head(&seam[..3 + head]) || ends_a_head(bytes) {
             self.enter(Phase::Request);
-        } else {
-            let keep = window.len().min(3);
-            self.tail = [0; 3];
-            self.tail[3 - keep..].copy_from_slice(&window[window.len() - keep..]);
+            return;
         }
+        let keep = bytes.len().min(3);
+        let mut tail = [0u8; 3];
+        // Shift the old tail left by what these bytes bring, then append them.
+        tail[..3 - keep].copy_from_slice(&self.tail[keep..]);
+        tail[3 - keep..].copy_from_slice(&bytes[bytes.len() - keep..]);
+        self.tail = tail;
     }
+}
+
+/// Does `bytes` hold the blank line that ends a request head (CRLF CRLF, or bare LF LF)?
+fn ends_a_head(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w == b"\r\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n")
 }
 
 impl<Io> Drop for Limited<Io> {
@@ -271,8 +280,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Limited<Io> {
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let fresh = buf.filled()[before..].to_vec();
-                this.saw(&fresh);
+                this.saw(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
@@ -382,6 +390,19 @@ mod tests {
         assert_eq!(c.phase, Phase::Head);
         c.saw(b"\n");
         assert_eq!(c.phase, Phase::Request);
+        // Split after every byte position of a short head, including inside the blank line.
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for cut in 1..head.len() {
+            let mut c = Limited::new((), shared(10, 0), None);
+            c.saw(&head[..cut]);
+            c.saw(&head[cut..]);
+            assert_eq!(c.phase, Phase::Request, "cut at {cut}");
+        }
+        let mut c = Limited::new((), shared(10, 0), None);
+        for b in head.iter() {
+            c.saw(std::slice::from_ref(b));
+        }
+        assert_eq!(c.phase, Phase::Request, "one byte at a time");
         c.enter(Phase::Idle);
         c.saw(b"G");
         assert_eq!(c.phase, Phase::Head, "a new request starts a new head");

@@ -290,17 +290,13 @@ impl Sessions {
         session: &SessionInfo,
         meta: &ClientMeta,
     ) -> Result<(), ServiceError> {
-        let one = SessionScope::One(SessionId::from(session.id.as_str()));
-        let user = UserId::from(session.user_id.as_str());
+        let one = SessionScope::One(session.session());
         let ended = self
-            .0
-            .store
-            .end_sessions(&user, one, EndReason::Reused, self.now(), meta)
+            .end(&session.user(), one, EndReason::Reused, meta)
             .await?;
         if !ended.is_empty() {
             self.reuse_detected(&session.user_id, &session.id, meta, "logout");
         }
-        self.mirror(&ended, EndReason::Reused);
         Ok(())
     }
 

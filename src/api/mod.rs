@@ -73,12 +73,24 @@ impl AppState {
     }
 
     /// Counts a request refused by a throttle of `operation`.
-    pub fn note_rate_limited(&self, operation: &str) {
+    fn note_rate_limited(&self, operation: &str) {
         self.metrics
             .rate_limited
             .with_label_values(&[operation])
             .inc();
         tracing::warn!(operation, key_kind = "client", "rate limited");
+    }
+
+    /// Refuses `operation` with 429 while a bucket that is only spent on failures says to wait
+    /// `wait_secs` (0: go ahead; nothing is taken either way).
+    pub fn refuse_for(&self, wait_secs: u64, operation: &str) -> Result<(), ApiError> {
+        if wait_secs == 0 {
+            return Ok(());
+        }
+        self.note_rate_limited(operation);
+        Err(ApiError::RateLimited {
+            retry_after_secs: wait_secs,
+        })
     }
 
     /// Takes a token from `limiter` for `key`, or answers 429 (counted per operation).

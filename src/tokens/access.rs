@@ -73,18 +73,18 @@ pub enum TokenError {
 const CACHE_MAX: usize = 16_384;
 
 /// Tokens whose signature and claims verified, keyed by the whole token (so a different token
-/// can never hit another's entry), with the `kid` that verified them. A hit skips only the
-/// signature check; that the key is still in the key set, expiry, the lifetime and the revoked
-/// set are checked on every request.
+/// can never hit another's entry), with the generation of the key set that verified them. A hit
+/// skips only the signature check, and only while the key set is unchanged; expiry, the
+/// lifetime and the revoked set are checked on every request.
 #[derive(Default)]
 struct VerifiedCache {
     map: RwLock<HashMap<Arc<str>, Arc<Verified>>>,
 }
 
-/// A cache entry: the claims, and the key that verified the signature.
+/// A cache entry: the claims, and the key set (by its generation) that verified them.
 struct Verified {
     claims: AccessClaims,
-    kid: String,
+    generation: u64,
 }
 
 impl VerifiedCache {
@@ -229,20 +229,23 @@ impl AccessTokens {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        if let Some(hit) = self.cache.get(token) {
-            // A key that left the set (retired past its overlap, or revoked) verifies nothing,
-            // not even a token it verified before.
-            if !self.keys.has(&hit.kid) {
-                return Err(TokenError::UnknownKey);
-            }
+        // Read before verifying: an entry is only ever tagged with a generation no newer than
+        // the key set that verified it.
+        let generation = self.keys.generation();
+        if let Some(hit) = self.cache.get(token)
+            && hit.generation == generation
+        {
             self.check_live(&hit.claims)?;
             return Ok(hit.claims.clone());
         }
-        let (claims, kid) = self.verify_uncached(token)?;
+        // A miss, or an entry from before the key set last changed: verify again, so that a
+        // key that left the set (retired past its overlap, or revoked) verifies nothing, not
+        // even a token it verified before.
+        let claims = self.verify_uncached(token)?;
         self.check_live(&claims)?;
         let entry = Arc::new(Verified {
             claims: claims.clone(),
-            kid,
+            generation,
         });
         self.cache
             .insert(token, entry, self.clock.now() - self.leeway_secs);
@@ -272,7 +275,7 @@ impl AccessTokens {
         Ok(())
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<(AccessClaims, String), TokenError> {
+    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA
             || header.typ.as_deref() != Some(TYP)
@@ -291,6 +294,6 @@ impl AccessTokens {
         let key = self.keys.verifying(kid).ok_or(TokenError::UnknownKey)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
-        Ok((data.claims, kid.to_owned()))
+        Ok(data.claims)
     }
 }

@@ -139,6 +139,8 @@ struct Snapshot {
 /// The live key set, swapped whole when the database's keys change.
 pub struct KeySet {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Bumped after every load, once the new keys are in place.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -155,6 +157,7 @@ impl Default for KeySet {
                 verifying: HashMap::new(),
                 jwks: Vec::new(),
             })),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -209,6 +212,8 @@ impl KeySet {
             jwks,
         });
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -227,9 +232,9 @@ impl KeySet {
         self.current().verifying.get(kid).cloned()
     }
 
-    /// Is `kid` in the set (does it still verify)?
-    pub fn has(&self, kid: &str) -> bool {
-        self.current().verifying.contains_key(kid)
+    /// Changes with every load: what verified under one generation may not under the next.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The public keys, for `/.well-known/jwks.json`.

@@ -559,22 +559,8 @@ async fn keys_revoke_stops_a_key_at_once_even_for_tokens_it_verified_before() {
     assert!(out.contains("is current now"), "{out}");
     app.eventually_me(&t.access, StatusCode::UNAUTHORIZED).await;
     assert_invalid_token(&app, &t.access, "a cached token of the revoked key").await;
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
-    assert!(!kids.contains(&kid.as_str()), "{kids:?}");
+    let kids = app.jwks_kids().await;
+    assert!(!kids.contains(&kid), "{kids:?}");
     // Signing goes on with the new key.
     let fresh = app.user(&email()).await;
     assert_eq!(app.me_status(&fresh.access).await, StatusCode::OK);

@@ -85,13 +85,8 @@ async fn ending_more_sessions_than_one_statement_can_bind_works_in_one_request()
     let user_id = user_id_of(&app, &t.access).await;
     seed_sessions(&app, &user_id, 11_000).await;
     let r = app
-        .client
-        .post(app.url("/auth/password"))
-        .bearer_auth(&t.access)
-        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
-        .send()
-        .await
-        .unwrap();
+        .change_password(&t.access, PASSWORD, "a brand new passphrase")
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let old = app
         .post_json(
@@ -108,13 +103,7 @@ async fn ending_more_sessions_than_one_statement_can_bind_works_in_one_request()
         .unwrap();
     assert_eq!(listed.len(), 1, "only the caller's session is left");
     seed_sessions(&app, &user_id, 11_000).await;
-    let r = app
-        .client
-        .post(app.url("/auth/logout?scope=global"))
-        .bearer_auth(&t.access)
-        .send()
-        .await
-        .unwrap();
+    let r = app.logout(&t.access, "global").await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
     // And the operator's commands, the same way.
@@ -226,13 +215,8 @@ async fn logins_racing_a_password_change_leave_no_session_behind() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let r = app
-        .client
-        .post(app.url("/auth/password"))
-        .bearer_auth(&victim.access)
-        .json(&json!({"current_password": PASSWORD, "new_password": "the attacker is out"}))
-        .send()
-        .await
-        .unwrap();
+        .change_password(&victim.access, PASSWORD, "the attacker is out")
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

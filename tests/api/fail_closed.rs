@@ -5,29 +5,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// Does this answer expire the refresh cookie?
-fn expires_cookie(r: &reqwest::Response) -> bool {
-    r.headers().get_all("set-cookie").iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.starts_with("__Host-refresh_token=;") && v.contains("Max-Age=0"))
-    })
-}
-
-/// A cookie-delivery login: the access token and the `name=value` of the refresh cookie.
-async fn cookie_login(app: &TestApp, mail: &str) -> (String, String) {
-    let r = app
-        .post_json(
-            "/auth/login",
-            json!({"email": mail, "password": "correct horse battery"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    let body: Value = r.json().await.unwrap();
-    (body["access_token"].as_str().unwrap().to_owned(), cookie)
-}
-
 /// A POST to `path` that carries `cookie` the way a browser SPA sends it.
 fn with_cookie(app: &TestApp, path: &str, cookie: &str) -> reqwest::RequestBuilder {
     app.client
@@ -63,7 +40,7 @@ async fn refresh_and_logout_with_the_cookie_and_an_empty_json_object_use_the_coo
     let app = spawn_app().await;
     let mail = email();
     app.register(&mail, "correct horse battery").await;
-    let (_, cookie) = cookie_login(&app, &mail).await;
+    let (_, cookie) = app.cookie_login(&mail).await;
     let r = with_cookie(&app, "/auth/refresh", &cookie)
         .json(&json!({}))
         .send()
@@ -96,7 +73,7 @@ async fn a_logout_refused_as_malformed_or_cross_site_keeps_the_cookie_and_the_se
     let app = spawn_app().await;
     let mail = email();
     app.register(&mail, "correct horse battery").await;
-    let (access, cookie) = cookie_login(&app, &mail).await;
+    let (access, cookie) = app.cookie_login(&mail).await;
     let r = with_cookie(&app, "/auth/logout", &cookie)
         .json(&json!({"refresh_token": 12}))
         .send()
@@ -137,7 +114,7 @@ async fn logout_with_a_stale_access_token_and_a_live_refresh_token_ends_the_sess
     .await;
     let mail = email();
     app.register(&mail, "correct horse battery").await;
-    let (access, cookie) = cookie_login(&app, &mail).await;
+    let (access, cookie) = app.cookie_login(&mail).await;
     let body = app.login_body(&mail, "correct horse battery").await;
     app.clock.advance(10);
     assert_eq!(app.me_status(&access).await, StatusCode::UNAUTHORIZED);
@@ -211,25 +188,26 @@ async fn a_bad_body_is_answered_with_the_field_that_is_wrong_but_never_its_value
 async fn password_change_is_throttled_like_login() {
     let app = spawn_app_with(|c| c.rate_limits = true).await;
     let t = app.user(&email()).await;
-    let change = |current: &'static str| {
-        app.client
-            .post(app.url("/auth/password"))
-            .bearer_auth(&t.access)
-            .json(&json!({"current_password": current, "new_password": "a new long passphrase"}))
-            .send()
-    };
     for _ in 0..5 {
-        let r = change("a wrong guess").await.unwrap();
+        let r = app
+            .change_password(&t.access, "a wrong guess", "a new long passphrase")
+            .await;
         assert_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     }
-    let r = change("another wrong guess").await.unwrap();
+    let r = app
+        .change_password(&t.access, "another wrong guess", "a new long passphrase")
+        .await;
     assert!(r.headers().contains_key("retry-after"));
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // Even the right password waits: the guesses are what is limited, not the outcome.
-    let r = change("correct horse battery").await.unwrap();
+    let r = app
+        .change_password(&t.access, "correct horse battery", "a new long passphrase")
+        .await;
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     app.clock.advance(61);
-    let r = change("correct horse battery").await.unwrap();
+    let r = app
+        .change_password(&t.access, "correct horse battery", "a new long passphrase")
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 

@@ -368,3 +368,93 @@ impl TestApp {
         .await;
     }
 }
+
+/// Does this answer expire the refresh cookie (empty, `Max-Age=0`, the cookie's attributes)?
+pub fn expires_cookie(r: &reqwest::Response) -> bool {
+    r.headers().get_all("set-cookie").iter().any(|v| {
+        let v = v.to_str().unwrap_or("");
+        v.starts_with("__Host-refresh_token=;")
+            && v.contains("Max-Age=0")
+            && v.contains("HttpOnly")
+            && v.contains("Secure")
+            && v.contains("SameSite=Strict")
+            && v.contains("Path=/")
+    })
+}
+
+impl TestApp {
+    /// A cookie-delivery login of `mail`: the access token and the `name=value` of the refresh
+    /// cookie.
+    pub async fn cookie_login(&self, mail: &str) -> (String, String) {
+        let r = self
+            .post_json(
+                "/auth/login",
+                json!({"email": mail, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "cookie login");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap_or("").to_owned();
+        let cookie = cookie.split(';').next().unwrap_or("").to_owned();
+        let body: Value = r.json().await.expect("json");
+        (
+            body["access_token"].as_str().unwrap_or("").to_owned(),
+            cookie,
+        )
+    }
+
+    /// The kids listed by this server's JWKS, sorted.
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        let v: Value = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("jwks json");
+        let mut kids: Vec<String> = v["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+            .collect();
+        kids.sort();
+        kids
+    }
+
+    /// Stops this server and starts another on the same database, settings and clock.
+    pub async fn restart(mut self) -> TestApp {
+        let (db, cfg, database, clock) = (
+            self.db.clone(),
+            self.cfg.clone(),
+            self.database.clone(),
+            self.clock.clone(),
+        );
+        self.stop().await;
+        start_on(db, cfg, database, clock).await
+    }
+}
+
+impl TestApp {
+    /// `POST /auth/password` as the holder of `access`.
+    pub async fn change_password(&self, access: &str, current: &str, new: &str) -> Response {
+        self.client
+            .post(self.url("/auth/password"))
+            .bearer_auth(access)
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /auth/logout?scope=SCOPE` with the access token `access`.
+    pub async fn logout(&self, access: &str, scope: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/auth/logout?scope={scope}")))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("request")
+    }
+}

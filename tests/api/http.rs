@@ -9,15 +9,7 @@ const ALLOWED: &str = "http://app.example.test";
 async fn cookie_login(app: &TestApp) -> String {
     let mail = email();
     app.register(&mail, "correct horse battery").await;
-    let r = app
-        .post_json(
-            "/auth/login",
-            json!({"email": mail, "password": "correct horse battery"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let c = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    c.split(';').next().unwrap().to_owned()
+    app.cookie_login(&mail).await.1
 }
 
 fn cookie_refresh(app: &TestApp, cookie: &str) -> reqwest::RequestBuilder {

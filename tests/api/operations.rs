@@ -379,7 +379,7 @@ fn admin_with(db_url: &str, env: &[(&str, &str)], args: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_command_run_with_other_settings_never_shortens_what_the_servers_need() {
-    let mut app = spawn_app_with(|c| {
+    let app = spawn_app_with(|c| {
         c.access_ttl_secs = 3600;
         c.reuse_grace_secs = 300;
     })
@@ -408,13 +408,6 @@ async fn a_command_run_with_other_settings_never_shortens_what_the_servers_need(
     let replay = app.rotate(&other.refresh).await;
     assert_eq!(replay.refresh, current.refresh);
     // A restart loads the revocation from the database: still refused.
-    let (db, cfg, database, clock) = (
-        app.db.clone(),
-        app.cfg.clone(),
-        app.database.clone(),
-        app.clock.clone(),
-    );
-    app.stop().await;
-    let app = start_on(db, cfg, database, clock).await;
+    let app = app.restart().await;
     assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
 }

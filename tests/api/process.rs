@@ -185,27 +185,6 @@ impl Authd {
             .unwrap_or_else(|e| e.into_inner())
             .join("\n")
     }
-
-    /// The kids listed by this instance's JWKS.
-    pub async fn jwks_kids(&self) -> Vec<String> {
-        let v: Value = self
-            .client
-            .get(self.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .expect("jwks")
-            .json()
-            .await
-            .expect("jwks json");
-        let mut kids: Vec<String> = v["keys"]
-            .as_array()
-            .expect("keys")
-            .iter()
-            .filter_map(|k| k["kid"].as_str().map(str::to_owned))
-            .collect();
-        kids.sort();
-        kids
-    }
 }
 
 /// The `kid` in an access token's header.

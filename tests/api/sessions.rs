@@ -5,34 +5,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn logout(app: &TestApp, access: &str, scope: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/auth/logout?scope={scope}")))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap()
-}
-
-fn expires_cookie(r: &reqwest::Response) -> bool {
-    r.headers().get_all("set-cookie").iter().any(|v| {
-        let v = v.to_str().unwrap_or("");
-        v.starts_with("__Host-refresh_token=;")
-            && v.contains("Max-Age=0")
-            && v.contains("HttpOnly")
-            && v.contains("Secure")
-            && v.contains("SameSite=Strict")
-            && v.contains("Path=/")
-    })
-}
-
 #[tokio::test]
 async fn logout_local_ends_only_this_session_and_its_access_tokens_at_once() {
     let app = spawn_app().await;
     let mail = email();
     let a = app.user(&mail).await;
     let b = app.login_body(&mail, "correct horse battery").await;
-    let r = logout(&app, &a.access, "local").await;
+    let r = app.logout(&a.access, "local").await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(expires_cookie(&r));
     assert_eq!(r.headers()["cache-control"], "no-store");
@@ -53,7 +32,7 @@ async fn logout_others_keeps_only_this_session() {
     let b = app.login_body(&mail, "correct horse battery").await;
     let c = app.login_body(&mail, "correct horse battery").await;
     assert_eq!(
-        logout(&app, &a.access, "others").await.status(),
+        app.logout(&a.access, "others").await.status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.me_status(&a.access).await, StatusCode::OK);
@@ -78,7 +57,7 @@ async fn logout_global_ends_every_session() {
     let a = app.user(&mail).await;
     let b = app.login_body(&mail, "correct horse battery").await;
     assert_eq!(
-        logout(&app, &a.access, "global").await.status(),
+        app.logout(&a.access, "global").await.status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.me_status(&a.access).await, StatusCode::UNAUTHORIZED);
@@ -235,21 +214,16 @@ async fn changing_the_password_ends_the_other_sessions_and_keeps_this_one() {
     let mail = email();
     let a = app.user(&mail).await;
     let b = app.login_body(&mail, "correct horse battery").await;
-    let change = |current: &str, new: &str| {
-        app.client
-            .post(app.url("/auth/password"))
-            .bearer_auth(&a.access)
-            .json(&json!({"current_password": current, "new_password": new}))
-            .send()
-    };
     assert_error(
-        change("wrong one!", "new password 1").await.unwrap(),
+        app.change_password(&a.access, "wrong one!", "new password 1")
+            .await,
         StatusCode::UNAUTHORIZED,
         "invalid_credentials",
     )
     .await;
     assert_error(
-        change("correct horse battery", "short").await.unwrap(),
+        app.change_password(&a.access, "correct horse battery", "short")
+            .await,
         StatusCode::BAD_REQUEST,
         "weak_password",
     )
@@ -261,9 +235,8 @@ async fn changing_the_password_ends_the_other_sessions_and_keeps_this_one() {
     );
 
     assert_eq!(
-        change("correct horse battery", "new password 1")
+        app.change_password(&a.access, "correct horse battery", "new password 1")
             .await
-            .unwrap()
             .status(),
         StatusCode::NO_CONTENT
     );

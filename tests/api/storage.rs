@@ -131,7 +131,7 @@ async fn a_session_ends_at_its_absolute_limit_however_often_it_is_refreshed() {
 
 #[tokio::test]
 async fn revocations_survive_a_restart() {
-    let mut app = spawn_app().await;
+    let app = spawn_app().await;
     let t = app.user(&email()).await;
     let r = app
         .client
@@ -141,14 +141,7 @@ async fn revocations_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (db, cfg, database, clock) = (
-        app.db.clone(),
-        app.cfg.clone(),
-        app.database.clone(),
-        app.clock.clone(),
-    );
-    app.stop().await;
-    let app = start_on(db, cfg, database, clock).await;
+    let app = app.restart().await;
     assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
 }
 

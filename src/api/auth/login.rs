@@ -37,21 +37,13 @@ pub fn throttle<'a>(
             (&l.login_account, account.clone()),
         ],
     };
-    let refused = state.throttle(&l.login_ip, &ip, "login").err().or_else(|| {
+    // The per-address bucket is taken first, as before: an attempt it refuses costs no look
+    // at the failure buckets.
+    let refused = state.throttle(&l.login_ip, &ip, "login").and_then(|()| {
         let wait = failures.iter().map(|(l, k)| l.wait_secs(k)).max();
-        let wait = wait.unwrap_or(0);
-        (wait > 0).then(|| {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&["login"])
-                .inc();
-            ApiError::RateLimited {
-                retry_after_secs: wait,
-            }
-        })
+        state.refuse_for(wait.unwrap_or(0), "login")
     });
-    if let Some(err) = refused {
+    if let Err(err) = refused {
         state.metrics.login(LoginOutcome::RateLimited);
         return Err(err);
     }

@@ -322,13 +322,7 @@ impl AuthApi {
         let ip = meta.ip.clone().unwrap_or_default();
         state.throttle(&state.limits.login_ip, &ip, "password")?;
         let wait = state.limits.password_user.wait_secs(&claims.sub);
-        if wait > 0 {
-            state.note_rate_limited("password");
-            return Err(ApiError::RateLimited {
-                retry_after_secs: wait,
-            }
-            .into());
-        }
+        state.refuse_for(wait, "password")?;
         let store = state.sessions.store();
         let user = store
             .user_by_id(&claims.sub)
