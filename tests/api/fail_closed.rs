@@ -47,8 +47,8 @@ async fn refresh_and_logout_with_the_cookie_and_an_empty_json_object_use_the_coo
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let next = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let next = next.split(';').next().unwrap().to_owned();
+    let next = refresh_cookie(&r);
+    assert!(!next.is_empty(), "the refresh set no cookie");
     let access = r.json::<Value>().await.unwrap()["access_token"]
         .as_str()
         .unwrap()

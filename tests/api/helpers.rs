@@ -382,6 +382,16 @@ pub fn expires_cookie(r: &reqwest::Response) -> bool {
     })
 }
 
+/// The `name=value` of the refresh cookie a response sets ("" when it sets none).
+pub fn refresh_cookie(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .to_owned()
+}
+
 impl TestApp {
     /// A cookie-delivery login of `mail`: the access token and the `name=value` of the refresh
     /// cookie.
@@ -393,8 +403,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status(), StatusCode::OK, "cookie login");
-        let cookie = r.headers()["set-cookie"].to_str().unwrap_or("").to_owned();
-        let cookie = cookie.split(';').next().unwrap_or("").to_owned();
+        let cookie = refresh_cookie(&r);
         let body: Value = r.json().await.expect("json");
         (
             body["access_token"].as_str().unwrap_or("").to_owned(),
