@@ -11,14 +11,12 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, CookiePolicy, HttpPolicy, Inner, OriginPolicy};
 use crate::clock::SharedClock;
 use crate::config::{DbConfig, ServeConfig, origin_of};
+use crate::feed::{Feed, FeedLimits};
 use crate::passwords::Hasher;
 use crate::sessions::Sessions;
+use crate::store::feed::FeedPosition;
 use crate::store::{IssuingPolicy, Store};
-use crate::tokens::{AccessTokens, KeyRecord, KeySet, RevokedSet};
-
-/// Revocations younger than this are read again on the next poll, so that a transaction that
-/// committed after a later one (Postgres sequences) is not skipped.
-const SETTLE_SECS: i64 = 5;
+use crate::tokens::{AccessTokens, KeyRecord, KeySet, RevokedSet, ServiceKeys};
 
 /// Revocations read per query of the sync, and queries per pass (bounding one pass's work).
 const SYNC_PAGE: u64 = 10_000;
@@ -130,11 +128,19 @@ pub async fn start(
     let key_sync = cfg.key_file.is_none();
 
     let revoked = Arc::new(RevokedSet::default());
-    let mut cursor = 0;
-    for r in store.live_revocations(clock.now()).await? {
-        revoked.insert(&r.session_id, r.expires_at);
-        cursor = cursor.max(r.id);
+    let mut position = FeedPosition::default();
+    loop {
+        let page = store.read_feed(&position, SYNC_PAGE, clock.now()).await?;
+        for e in &page.entries {
+            revoked.insert(&e.session_id, e.expires_at);
+        }
+        position = page.next;
+        if !page.more {
+            break;
+        }
     }
+    let service_keys = Arc::new(ServiceKeys::default());
+    service_keys.replace(store.live_service_keys().await?);
 
     let threads = match cfg.hash_threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -174,6 +180,18 @@ pub async fn start(
         .shared_secret("device_token_key", clock.now(), || fresh_key.to_vec())
         .await?;
     let devices = crate::tokens::DeviceTokens::new(&device_key);
+    let mut fresh_key = [0u8; 32];
+    getrandom::fill(&mut fresh_key).map_err(|e| StartError::Random(e.to_string()))?;
+    let cursor_key = store
+        .shared_secret("feed_cursor_key", clock.now(), || fresh_key.to_vec())
+        .await?;
+    let feed = Arc::new(Feed::new(
+        &cursor_key,
+        FeedLimits {
+            max_waiters: cfg.feed_max_waiters as usize,
+            max_waiters_per_key: cfg.feed_max_waiters_per_key as usize,
+        },
+    ));
     let metrics = Arc::new(crate::metrics::Metrics::new()?);
     let rules = crate::sessions::Rules {
         refresh_idle_secs: cfg.refresh_idle_secs,
@@ -185,6 +203,7 @@ pub async fn start(
         store,
         access.clone(),
         revoked.clone(),
+        feed.clone(),
         metrics.clone(),
         clock.clone(),
         rules,
@@ -202,14 +221,20 @@ pub async fn start(
             trust_proxy: cfg.trust_proxy,
         },
         metrics,
+        service_keys,
+        feed,
+        // A held feed request answers well before the HTTP request timeout would cut it.
+        feed_max_wait: Duration::from_millis(cfg.http_request_timeout_ms.saturating_sub(1000)),
     }));
 
-    let tasks = vec![
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = vec![
         tokio::spawn(sync_loop(
             state.clone(),
-            cursor,
+            position,
             Duration::from_millis(cfg.sync_interval_ms),
             key_sync,
+            kick.clone(),
         )),
         tokio::spawn(prune_loop(
             state.clone(),
@@ -217,7 +242,9 @@ pub async fn start(
         )),
     ];
 
-    let mut tasks = tasks;
+    if let Some(listen) = crate::store::listen::announcements(&state.store().clone(), kick) {
+        tasks.push(tokio::spawn(listen));
+    }
     let mut app = routes()?;
     match cfg.metrics_listen {
         None => app = app.at("/metrics", metrics_endpoint(state.clone())),
@@ -255,6 +282,7 @@ pub async fn start(
         async move { api::http::log::requests(ep, &metrics, req).await }
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let feed = state.feed.clone();
     let server = tokio::spawn(async move {
         let stop = async move {
             match signal {
@@ -268,6 +296,8 @@ pub async fn start(
                     let _ = rx.await;
                 }
             }
+            // Held feed requests answer now instead of holding up the drain.
+            feed.close();
         };
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(10)))
@@ -336,22 +366,32 @@ pub fn routes() -> Result<Route, api::spec::SpecError> {
         .nest("/", service))
 }
 
-/// Keeps the in-memory revoked set and key set in step with the database, so that a session
-/// ended or a key rotated by another instance (or by the CLI) takes effect here within one
-/// interval, with no database read on the verify path.
-async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, sync_keys: bool) {
+/// Keeps the in-memory revoked set, service keys and key set in step with the database, so
+/// that a session ended, a key revoked or a signing key rotated by another instance (or by the
+/// CLI) takes effect here within one interval (at once when `kick` is notified: on Postgres, by
+/// another instance's `NOTIFY`), with no database read on the verify path.
+async fn sync_loop(
+    state: AppState,
+    mut position: FeedPosition,
+    every: Duration,
+    sync_keys: bool,
+    kick: Arc<tokio::sync::Notify>,
+) {
     let mut key_sync = crate::keyring::KeySync::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = kick.notified() => {}
+        }
         let now = state.clock.now();
-        match sync_revocations(&state, cursor, now).await {
-            Ok(settled) => cursor = settled,
-            Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
+        if let Err(e) = sync_revocations(&state, &mut position, now).await {
+            tracing::warn!(error = %e, "revocation sync failed");
         }
         state.access.revoked().purge(now);
         state.limits.purge();
+        sync_service_keys(&state).await;
         // Retired keys verify, and tokens may live, as long as the recorded policy says
         // (another server may issue longer-lived tokens than this one).
         let overlap = match state.store().issuing_policy().await {
@@ -373,32 +413,44 @@ async fn sync_loop(state: AppState, mut cursor: i64, every: Duration, sync_keys:
     }
 }
 
-/// Reads every revocation recorded after `cursor` into the revoked set, a page at a time, and
-/// returns the new cursor: past the rows old enough that no earlier id can still commit. Paging
-/// on past the unsettled rows means a burst of revocations (other users' logouts) cannot hold
+/// Reads every revocation recorded after `position` into the revoked set, a page at a time
+/// (bounded per pass), and wakes the held feed requests when there were new ones. The position
+/// never skips an entry (see `store::feed`), so a burst of revocations elsewhere cannot hold
 /// up the entries recorded behind it.
 async fn sync_revocations(
     state: &AppState,
-    cursor: i64,
+    position: &mut FeedPosition,
     now: i64,
-) -> Result<i64, crate::store::StoreError> {
-    let mut settled = cursor;
-    let mut read = cursor;
+) -> Result<(), crate::store::StoreError> {
+    let mut new = false;
     for _ in 0..SYNC_PAGES_PER_PASS {
-        let rows = state.store().revocations_after(read, SYNC_PAGE).await?;
-        let full = rows.len() as u64 == SYNC_PAGE;
-        for r in rows {
-            state.access.revoked().insert(&r.session_id, r.expires_at);
-            read = read.max(r.id);
-            if r.revoked_at <= now - SETTLE_SECS {
-                settled = settled.max(r.id);
-            }
+        let page = state.store().read_feed(position, SYNC_PAGE, now).await?;
+        for e in &page.entries {
+            state.access.revoked().insert(&e.session_id, e.expires_at);
         }
-        if !full {
+        new |= !page.entries.is_empty();
+        *position = page.next;
+        if !page.more {
             break;
         }
     }
-    Ok(settled)
+    if new {
+        state.feed.ring();
+    }
+    Ok(())
+}
+
+/// Reloads the service keys in force (a revoked one stops working here within one pass) and
+/// writes when keys were last used.
+async fn sync_service_keys(state: &AppState) {
+    match state.store().live_service_keys().await {
+        Ok(keys) => state.service_keys.replace(keys),
+        Err(e) => tracing::warn!(error = %e, "service key sync failed"),
+    }
+    let used = state.service_keys.take_used();
+    if let Err(e) = state.store().touch_service_keys(&used).await {
+        tracing::warn!(error = %e, "recording service key use failed");
+    }
 }
 
 /// Runs the pruning every `every`.

@@ -1,5 +1,5 @@
 //! The command line: `authd [serve]`, `migrate`, `keys rotate`, `openapi`, `users ...`,
-//! `sessions revoke`, `prune`.
+//! `sessions revoke`, `service-keys ...`, `prune`.
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +58,9 @@ pub enum Command {
     /// Session administration.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Keys for resource servers and back offices (the revocation feed, introspection).
+    #[command(subcommand)]
+    ServiceKeys(ServiceKeysCommand),
     /// Run the pruning once and report what it removed. What it keeps follows the settings the
     /// servers recorded in the database, not this command's environment.
     Prune,
@@ -96,6 +99,27 @@ pub enum SessionsCommand {
         /// The user's email.
         #[arg(long)]
         user: String,
+    },
+}
+
+/// `authd service-keys ...`
+#[derive(Debug, Subcommand)]
+pub enum ServiceKeysCommand {
+    /// Create a key and print it, once, on stdout (only its SHA-256 hash is stored).
+    Create {
+        /// A name to tell keys apart (letters, digits, `.`, `_`, `-`; at most 64).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: `revocations:read`, `introspect`, `admin`.
+        #[arg(long)]
+        scope: String,
+    },
+    /// List the keys (never the keys themselves): name, scopes, created, last used, revoked.
+    List,
+    /// Revoke a key: every instance refuses it within one sync interval.
+    Revoke {
+        /// The key's name.
+        name: String,
     },
 }
 
@@ -236,6 +260,7 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Some(Command::Users(cmd)) => users(&cli.db, cmd).await,
+        Some(Command::ServiceKeys(cmd)) => service_keys(&cli.db, cmd).await,
         Some(Command::Sessions(SessionsCommand::Revoke { user })) => {
             let sessions = Sessions::offline(store(&cli.db).await?, Arc::new(clock));
             let email = email_arg(&user)?;
@@ -320,6 +345,90 @@ async fn users(db: &DbConfig, cmd: UsersCommand) -> CliResult {
                 .await?
                 .ok_or_else(|| CliError::Refused(format!("no user with email {email}")))?;
             println!("enabled {email}");
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3339, for the listings.
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+async fn service_keys(db: &DbConfig, cmd: ServiceKeysCommand) -> CliResult {
+    use crate::tokens::{Scope, service};
+    let store = store(db).await?;
+    let now = SystemClock.now();
+    match cmd {
+        ServiceKeysCommand::Create { name, scope } => {
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !valid_name {
+                return Err(CliError::Refused(format!(
+                    "{name:?} is not a key name: use 1 to 64 letters, digits, `.`, `_` or `-`"
+                )));
+            }
+            let scopes = Scope::parse_list(&scope).map_err(|unknown| {
+                CliError::Refused(format!(
+                    "unknown scope {unknown:?}: use revocations:read, introspect or admin"
+                ))
+            })?;
+            if scopes.is_empty() {
+                return Err(CliError::Refused("name at least one scope".into()));
+            }
+            let minted = service::mint().map_err(|e| {
+                CliError::Refused(format!("the OS random number generator failed: {e}"))
+            })?;
+            if !store
+                .create_service_key(&name, &scopes, minted.hash.clone(), now)
+                .await?
+            {
+                return Err(CliError::Refused(format!(
+                    "a service key named {name} exists: revoke it first or pick another name"
+                )));
+            }
+            eprintln!(
+                "created service key {name} ({}); it is shown once, below, and stored only as a hash",
+                Scope::join(&scopes)
+            );
+            println!("{}", minted.key);
+        }
+        ServiceKeysCommand::List => {
+            for k in store.list_service_keys().await? {
+                println!(
+                    "{}\t{}\tcreated {}\t{}\t{}",
+                    k.key.name,
+                    Scope::join(&k.key.scopes),
+                    rfc3339(k.created_at),
+                    k.last_used_at.map_or_else(
+                        || "never used".to_owned(),
+                        |t| format!("last used {}", rfc3339(t))
+                    ),
+                    k.revoked_at.map_or_else(
+                        || "active".to_owned(),
+                        |t| format!("revoked {}", rfc3339(t))
+                    ),
+                );
+            }
+        }
+        ServiceKeysCommand::Revoke { name } => {
+            if !store.revoke_service_key(&name, now).await? {
+                return Err(CliError::Refused(format!(
+                    "no service key in force named {name}"
+                )));
+            }
+            println!(
+                "revoked service key {name}; every instance refuses it within one sync interval"
+            );
         }
     }
     Ok(())

@@ -180,6 +180,16 @@ pub struct ServeConfig {
     /// Milliseconds between two polls of the shared revocation list and key set.
     #[arg(long, env = "AUTHD_SYNC_INTERVAL_MS", value_name = "AUTHD_SYNC_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub sync_interval_ms: u64,
+
+    /// Most revocation-feed requests held waiting (`wait` > 0) at once; past it they answer
+    /// 503 with `Retry-After`. A held request holds no database connection.
+    #[arg(long, env = "AUTHD_FEED_MAX_WAITERS", value_name = "AUTHD_FEED_MAX_WAITERS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub feed_max_waiters: u64,
+
+    /// Most revocation-feed requests one service key may hold waiting at once (one per verifier
+    /// process is what a kit uses).
+    #[arg(long, env = "AUTHD_FEED_MAX_WAITERS_PER_KEY", value_name = "AUTHD_FEED_MAX_WAITERS_PER_KEY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub feed_max_waiters_per_key: u64,
 }
 
 impl Default for ServeConfig {
@@ -209,6 +219,8 @@ impl Default for ServeConfig {
             http_idle_timeout_ms: 60_000,
             max_connections: 0,
             max_connections_per_ip: 512,
+            feed_max_waiters: 1000,
+            feed_max_waiters_per_key: 100,
         }
     }
 }

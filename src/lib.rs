@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod feed;
 pub mod ids;
 pub mod keyring;
 pub mod metrics;

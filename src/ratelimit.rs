@@ -61,6 +61,11 @@ pub mod limits {
         burst: 20.0,
         per_sec: 1.0 / 30.0,
     };
+    /// Refused service keys per client IP: 20, then one every 3 s (as password checks per IP).
+    pub const SERVICE_KEY_FAILURES_PER_IP: Limit = Limit {
+        burst: 20.0,
+        per_sec: 1.0 / 3.0,
+    };
     /// Refreshes per client IP: 300, then 20 a second.
     pub const REFRESH_PER_IP: Limit = Limit {
         burst: 300.0,
@@ -175,6 +180,7 @@ pub struct RateLimits {
     pub failure_events: Limiter,
     pub register_ip: Limiter,
     pub refresh_ip: Limiter,
+    pub service_key_ip: Limiter,
 }
 
 impl RateLimits {
@@ -190,6 +196,7 @@ impl RateLimits {
             failure_events: l(limits::FAILURE_EVENTS_PER_ACCOUNT),
             register_ip: l(limits::REGISTER_PER_IP),
             refresh_ip: l(limits::REFRESH_PER_IP),
+            service_key_ip: l(limits::SERVICE_KEY_FAILURES_PER_IP),
         }
     }
 
@@ -204,6 +211,7 @@ impl RateLimits {
             &self.failure_events,
             &self.register_ip,
             &self.refresh_ip,
+            &self.service_key_ip,
         ] {
             l.purge();
         }

@@ -65,17 +65,20 @@ struct Inner {
     store: Store,
     access: Option<AccessTokens>,
     revoked: Option<Arc<RevokedSet>>,
+    /// Rung after every end, so that held feed requests answer at once.
+    feed: Option<Arc<crate::feed::Feed>>,
     metrics: Option<Arc<Metrics>>,
     clock: SharedClock,
     rules: Option<Rules>,
 }
 
 impl Sessions {
-    /// A server's service: it issues tokens and mirrors every end in `revoked`.
+    /// A server's service: it issues tokens, mirrors every end in `revoked` and rings `feed`.
     pub fn new(
         store: Store,
         access: AccessTokens,
         revoked: Arc<RevokedSet>,
+        feed: Arc<crate::feed::Feed>,
         metrics: Arc<Metrics>,
         clock: SharedClock,
         rules: Rules,
@@ -84,6 +87,7 @@ impl Sessions {
             store,
             access: Some(access),
             revoked: Some(revoked),
+            feed: Some(feed),
             metrics: Some(metrics),
             clock,
             rules: Some(rules),
@@ -97,6 +101,7 @@ impl Sessions {
             store,
             access: None,
             revoked: None,
+            feed: None,
             metrics: None,
             clock,
             rules: None,
@@ -278,7 +283,10 @@ impl Sessions {
         }
         if scope.ends_others() {
             let others = SessionScope::AllExcept(session_id.clone());
-            ended.extend(self.end(user_id, others, EndReason::Revoked, meta).await?);
+            ended.extend(
+                self.end(user_id, others, EndReason::LogoutElsewhere, meta)
+                    .await?,
+            );
         }
         Ok(ended)
     }
@@ -330,7 +338,7 @@ impl Sessions {
             .set_user_disabled(email, disabled, self.now())
             .await?;
         if let Some(ended) = &ended {
-            self.mirror(ended, EndReason::Operator);
+            self.mirror(ended, EndReason::Disabled);
         }
         Ok(ended)
     }
@@ -363,7 +371,7 @@ impl Sessions {
     }
 
     /// What follows every end: this instance refuses the sessions' access tokens from now on,
-    /// the metric counts them, the log says so.
+    /// the metric counts them, the log says so, held feed requests wake.
     fn mirror(&self, ended: &[EndedSession], reason: EndReason) {
         for e in ended {
             if let Some(revoked) = &self.0.revoked {
@@ -379,6 +387,11 @@ impl Sessions {
         }
         if let Some(m) = &self.0.metrics {
             m.revoked(reason.label(), ended.len());
+        }
+        if let Some(feed) = &self.0.feed
+            && !ended.is_empty()
+        {
+            feed.ring();
         }
     }
 

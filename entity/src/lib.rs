@@ -6,6 +6,7 @@ pub mod refresh_tokens;
 pub mod revoked_sessions;
 pub mod secrets;
 pub mod security_events;
+pub mod service_keys;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;

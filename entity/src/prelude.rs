@@ -3,6 +3,7 @@ pub use super::refresh_tokens::Entity as RefreshTokens;
 pub use super::revoked_sessions::Entity as RevokedSessions;
 pub use super::secrets::Entity as Secrets;
 pub use super::security_events::Entity as SecurityEvents;
+pub use super::service_keys::Entity as ServiceKeys;
 pub use super::sessions::Entity as Sessions;
 pub use super::signing_keys::Entity as SigningKeys;
 pub use super::users::Entity as Users;

@@ -13,6 +13,8 @@ pub struct Model {
     pub revoked_at: i64,
     /// After this time no access token of the session can verify; the row can go.
     pub expires_at: i64,
+    /// Why the session ended, as the revocation feed names it (`logout`, `user_disabled`, ...).
+    pub reason: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ mod m20261126_000001_create_tables;
 mod m20261126_000002_partial_used_index;
 mod m20261202_000003_issuing_policy;
 mod m20261202_000004_secrets;
+mod m20261202_000005_feed_and_service_keys;
 
 /// Runs every migration in order; `authd migrate` and `authd serve` call it.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_partial_used_index::Migration),
             Box::new(m20261202_000003_issuing_policy::Migration),
             Box::new(m20261202_000004_secrets::Migration),
+            Box::new(m20261202_000005_feed_and_service_keys::Migration),
         ]
     }
 }

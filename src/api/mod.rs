@@ -18,8 +18,11 @@ pub mod diagnose;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod introspect;
 pub mod keys;
 pub mod me;
+pub mod revocations;
+pub mod service;
 pub mod sessions;
 pub mod spec;
 pub mod strict;
@@ -57,6 +60,12 @@ pub struct Inner {
     pub http: HttpPolicy,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: crate::ratelimit::RateLimits,
+    /// The service keys in force.
+    pub service_keys: Arc<crate::tokens::ServiceKeys>,
+    /// The revocation feed's cursors, bell and caps.
+    pub feed: Arc<crate::feed::Feed>,
+    /// Longest hold of a feed request (under the HTTP request timeout).
+    pub feed_max_wait: std::time::Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -169,6 +178,8 @@ pub enum Tag {
     Keys,
     /// Liveness and readiness probes.
     Health,
+    /// For resource servers, with a service key: the revocation feed and introspection.
+    ResourceServers,
 }
 
 /// The access token from login or refresh, as `Authorization: Bearer <access_token>`: an EdDSA
@@ -216,6 +227,8 @@ pub type Api = (
     sessions::SessionsApi,
     me::MeApi,
     keys::KeysApi,
+    revocations::RevocationsApi,
+    introspect::IntrospectApi,
     health::HealthApi,
 );
 

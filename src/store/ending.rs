@@ -30,13 +30,17 @@ pub enum SessionScope {
 pub enum EndReason {
     /// The session's own holder logged out.
     Logout,
-    /// Ended from another session (`DELETE /auth/sessions/{id}`, logout `others`/`global`).
+    /// Ended by a logout `others` or `global` from another of the user's sessions.
+    LogoutElsewhere,
+    /// Ended from another session (`DELETE /auth/sessions/{id}`).
     Revoked,
     /// A rotated refresh token was presented again.
     Reused,
     /// The password changed.
     PasswordChanged,
-    /// An operator disabled the user or revoked their sessions.
+    /// An operator disabled the user.
+    Disabled,
+    /// An operator revoked the user's sessions.
     Operator,
     /// A login went past the per-user session limit; the oldest session made room.
     Evicted,
@@ -47,11 +51,22 @@ impl EndReason {
     pub fn label(self) -> &'static str {
         match self {
             Self::Logout => "logout",
-            Self::Revoked => "revoked",
+            Self::Revoked | Self::LogoutElsewhere => "revoked",
             Self::Reused => "reuse",
             Self::PasswordChanged => "password_change",
-            Self::Operator => "operator",
+            Self::Operator | Self::Disabled => "operator",
             Self::Evicted => "session_limit",
+        }
+    }
+
+    /// The `reason` of the session's entry in the revocation feed.
+    pub fn feed_reason(self) -> &'static str {
+        match self {
+            Self::Logout | Self::LogoutElsewhere => "logout",
+            Self::Revoked | Self::Operator | Self::Evicted => "session_revoked",
+            Self::Reused => "refresh_token_reused",
+            Self::PasswordChanged => "password_changed",
+            Self::Disabled => "user_disabled",
         }
     }
 
@@ -59,9 +74,12 @@ impl EndReason {
         match self {
             Self::Logout => EventKind::Logout,
             Self::Reused => EventKind::RefreshTokenReused,
-            Self::Revoked | Self::PasswordChanged | Self::Operator | Self::Evicted => {
-                EventKind::SessionRevoked
-            }
+            Self::LogoutElsewhere
+            | Self::Revoked
+            | Self::PasswordChanged
+            | Self::Disabled
+            | Self::Operator
+            | Self::Evicted => EventKind::SessionRevoked,
         }
     }
 }
@@ -156,6 +174,7 @@ pub(crate) async fn end_sessions_in<C: ConnectionTrait>(
                 user_id: Set(user_id.to_owned()),
                 revoked_at: Set(now),
                 expires_at: Set(horizon),
+                reason: Set(reason.feed_reason().to_owned()),
             }
         }))
         .exec_without_returning(db)
@@ -168,6 +187,9 @@ pub(crate) async fn end_sessions_in<C: ConnectionTrait>(
         .exec_without_returning(db)
         .await?;
     }
+    // The rows were locked (and so this transaction had its Postgres xid) before the entries
+    // took their ids: what the feed's gap bookkeeping relies on (see `store::feed`).
+    super::feed::announce(db).await?;
     Ok(ids
         .into_iter()
         .map(|session_id| EndedSession {

@@ -19,12 +19,15 @@ use crate::config::DbConfig;
 
 mod ending;
 mod events;
+pub mod feed;
 mod keys;
+pub mod listen;
 pub mod open;
 mod policy;
 mod prune;
 mod rotation;
 mod secrets;
+mod service_keys;
 mod sessions;
 mod types;
 mod users;
@@ -36,8 +39,9 @@ pub use keys::StoredKey;
 pub use policy::IssuingPolicy;
 pub use prune::Pruned;
 pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
+pub use service_keys::ServiceKeyInfo;
 pub use sessions::{NewSession, Opened, SessionInfo};
-pub use types::{ClientMeta, EventKind, Revocation};
+pub use types::{ClientMeta, EventKind};
 pub use users::{NewUser, User};
 
 /// The Postgres advisory-lock key that serialises migrations ("authd-mi" as an integer).

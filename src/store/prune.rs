@@ -7,7 +7,7 @@ use entity::{refresh_tokens, revoked_sessions, security_events, sessions, signin
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
-use super::{Revocation, Store, StoreError};
+use super::{Store, StoreError};
 
 /// Rows deleted per statement.
 const BATCH: u64 = 1000;
@@ -102,16 +102,5 @@ impl Store {
             .rows_affected;
         txn.commit().await?;
         Ok(out)
-    }
-
-    /// Revocations still in force at `now`, to load into memory at start.
-    pub async fn live_revocations(&self, now: i64) -> Result<Vec<Revocation>, StoreError> {
-        Ok(revoked_sessions::Entity::find()
-            .filter(revoked_sessions::Column::ExpiresAt.gt(now))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(Revocation::from)
-            .collect())
     }
 }

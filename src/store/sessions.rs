@@ -1,6 +1,6 @@
 //! Sessions (refresh families), their refresh tokens, and the ending of sessions. Rotation
 //! lives in [`rotation`](super::rotation).
-use entity::{refresh_tokens, revoked_sessions, sessions, users};
+use entity::{refresh_tokens, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
-use super::types::{ClientMeta, EventKind, Revocation};
+use super::types::{ClientMeta, EventKind};
 use super::{Store, StoreError};
 use crate::ids::{SessionId, UserId};
 
@@ -286,7 +286,7 @@ impl Store {
                 &txn,
                 &UserId::from(user.id.as_str()),
                 &SessionScope::All,
-                EndReason::Operator,
+                EndReason::Disabled,
                 now,
                 &meta,
             )
@@ -296,23 +296,6 @@ impl Store {
         };
         txn.commit().await?;
         Ok(Some(ended))
-    }
-
-    /// Revocations with an id above `cursor`, oldest first.
-    pub async fn revocations_after(
-        &self,
-        cursor: i64,
-        limit: u64,
-    ) -> Result<Vec<Revocation>, StoreError> {
-        Ok(revoked_sessions::Entity::find()
-            .filter(revoked_sessions::Column::Id.gt(cursor))
-            .order_by_asc(revoked_sessions::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(Revocation::from)
-            .collect())
     }
 }
 

@@ -1,27 +1,5 @@
 //! Small types the store's modules share (kept apart so that none of them imports another).
 
-/// An entry of the revoked-session list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revocation {
-    /// The list's change cursor.
-    pub id: i64,
-    pub session_id: String,
-    /// After this time no access token of the session can verify.
-    pub expires_at: i64,
-    pub revoked_at: i64,
-}
-
-impl From<entity::revoked_sessions::Model> for Revocation {
-    fn from(r: entity::revoked_sessions::Model) -> Self {
-        Self {
-            id: r.id,
-            session_id: r.session_id,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-        }
-    }
-}
-
 /// Where a request came from, for sessions and security events.
 #[derive(Debug, Clone, Default)]
 pub struct ClientMeta {

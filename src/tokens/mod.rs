@@ -10,9 +10,11 @@ pub mod device;
 pub mod keys;
 pub mod refresh;
 pub mod revoked;
+pub mod service;
 
 pub use access::{AccessClaims, AccessTokens, TokenError};
 pub use device::DeviceTokens;
 pub use keys::{KeyRecord, KeySet};
 pub use refresh::RefreshToken;
 pub use revoked::RevokedSet;
+pub use service::{Scope, ServiceKey, ServiceKeys};

@@ -281,6 +281,7 @@ async fn a_burst_of_revocations_elsewhere_does_not_hold_up_the_ones_behind_it() 
         user_id: Set("someone".into()),
         revoked_at: Set(now),
         expires_at: Set(now + 600),
+        reason: Set("logout".into()),
     };
     // Another instance ends 10,500 sessions, then the victim's, all within the settle window.
     let burst: Vec<_> = (0..10_500)

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use authd::app::{self, RunningApp};
-use authd::clock::TestClock;
+use authd::clock::{Clock as _, TestClock};
 use authd::config::{DbConfig, ServeConfig};
 use reqwest::{Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database};
@@ -465,5 +465,53 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+}
+
+impl TestApp {
+    /// A new service key with `scopes`, in force on this server at once (other instances
+    /// pick it up with their sync).
+    pub async fn service_key(&self, scopes: &[authd::tokens::Scope]) -> String {
+        let store = self.state().store();
+        let minted = authd::tokens::service::mint().expect("random");
+        let name = format!("key-{}", uuid::Uuid::new_v4().simple());
+        assert!(
+            store
+                .create_service_key(&name, scopes, minted.hash.clone(), self.clock.now())
+                .await
+                .expect("store")
+        );
+        self.state()
+            .service_keys
+            .replace(store.live_service_keys().await.expect("keys"));
+        minted.key
+    }
+
+    /// `GET /auth/revocations` with `query` (e.g. `cursor=...&wait=1`) and the service key
+    /// `key`.
+    pub async fn revocations(&self, key: &str, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/auth/revocations?{query}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The whole snapshot of the feed: every entry, and the cursor to poll with next.
+    pub async fn feed_snapshot(&self, key: &str) -> (Vec<Value>, String) {
+        let mut entries = Vec::new();
+        let mut query = String::new();
+        loop {
+            let r = self.revocations(key, &query).await;
+            assert_eq!(r.status(), StatusCode::OK, "snapshot page");
+            let page: Value = r.json().await.expect("json");
+            entries.extend(page["entries"].as_array().expect("entries").iter().cloned());
+            let cursor = page["cursor"].as_str().expect("cursor").to_owned();
+            if !page["more"].as_bool().expect("more") {
+                return (entries, cursor);
+            }
+            query = format!("cursor={cursor}");
+        }
     }
 }

@@ -14,6 +14,7 @@ mod concurrency;
 mod containment;
 mod fail_closed;
 mod faults;
+mod feed;
 mod fuzz;
 mod http;
 mod instances;

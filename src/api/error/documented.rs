@@ -24,7 +24,10 @@ pub mod codes {
     pub const UNSUPPORTED_MEDIA_TYPE: u32 = 1 << 11;
     pub const RATE_LIMITED: u32 = 1 << 12;
     pub const SERVICE_UNAVAILABLE: u32 = 1 << 13;
-    pub const INTERNAL_ERROR: u32 = 1 << 14;
+    pub const INVALID_SERVICE_KEY: u32 = 1 << 14;
+    pub const INSUFFICIENT_SCOPE: u32 = 1 << 15;
+    pub const CURSOR_EXPIRED: u32 = 1 << 16;
+    pub const INTERNAL_ERROR: u32 = 1 << 17;
 
     /// Documented on every operation: the request guard answers them to any request (a body
     /// over the limit, a body that is not JSON), and any handler can fail.
@@ -33,7 +36,7 @@ pub mod codes {
 
 impl ApiError {
     /// Every error a client can see, with its flag from [`codes`] (405 is not per operation).
-    pub const DOCUMENTED: [(u32, ApiError); 15] = [
+    pub const DOCUMENTED: [(u32, ApiError); 18] = [
         (codes::INVALID_REQUEST, ApiError::invalid_request()),
         (codes::INVALID_EMAIL, ApiError::InvalidEmail),
         (codes::WEAK_PASSWORD, ApiError::WeakPassword),
@@ -62,6 +65,12 @@ impl ApiError {
             },
         ),
         (codes::SERVICE_UNAVAILABLE, ApiError::ServiceUnavailable),
+        (codes::INVALID_SERVICE_KEY, ApiError::InvalidServiceKey),
+        (
+            codes::INSUFFICIENT_SCOPE,
+            ApiError::InsufficientScope(crate::tokens::Scope::RevocationsRead),
+        ),
+        (codes::CURSOR_EXPIRED, ApiError::CursorExpired),
         (codes::INTERNAL_ERROR, ApiError::Internal),
     ];
 
@@ -70,9 +79,8 @@ impl ApiError {
         match status {
             400 => "The request was refused.",
             401 => "The credentials were refused.",
-            403 => {
-                "The cross-site request check failed (`Origin`, `Sec-Fetch-Site`, `X-Requested-With`)."
-            }
+            403 => "The request is not allowed.",
+            410 => "Gone.",
             404 => "Not found.",
             409 => "Conflict.",
             413 => "The request body is over 16 KiB.",
@@ -143,12 +151,12 @@ impl<const M: u32> ApiResponse for Errors<M> {
                 .into_iter()
                 .map(|status| {
                     let mut headers = Vec::new();
-                    if status == 401 && mask & codes::INVALID_TOKEN != 0 {
+                    if status == 401
+                        && mask & (codes::INVALID_TOKEN | codes::INVALID_SERVICE_KEY) != 0
+                    {
                         headers.push(MetaHeader {
                             name: "WWW-Authenticate".into(),
-                            description: Some(
-                                "`Bearer error=\"invalid_token\"` with `invalid_token`.".into(),
-                            ),
+                            description: Some("`Bearer error=\"invalid_token\"`.".into()),
                             required: false,
                             deprecated: false,
                             schema: String::schema_ref(),

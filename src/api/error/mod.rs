@@ -54,15 +54,25 @@ pub enum ApiError {
     /// 401: every refresh token failure (unknown, expired, rotated, revoked).
     #[error("invalid_refresh_token")]
     InvalidRefreshToken,
+    /// 401: the service key is missing, unknown or revoked.
+    #[error("invalid_service_key")]
+    InvalidServiceKey,
     /// 403: a cookie-borne or login request failed the Origin / Sec-Fetch-Site / header check.
     #[error("csrf_rejected")]
     CsrfRejected(CsrfCheck),
+    /// 403: the service key does not carry the scope the operation needs.
+    #[error("insufficient_scope")]
+    InsufficientScope(crate::tokens::Scope),
     /// 404: no such resource (or not the caller's).
     #[error("not_found")]
     NotFound,
     /// 405: the path exists but not with this method.
     #[error("method_not_allowed")]
     MethodNotAllowed,
+    /// 410: the feed cannot continue from this cursor (another database, mangled, garbage):
+    /// reload the snapshot.
+    #[error("cursor_expired")]
+    CursorExpired,
     /// 409: an account with this email exists.
     #[error("email_taken")]
     EmailTaken,
@@ -123,10 +133,12 @@ impl ApiError {
             | Self::InvalidEmail
             | Self::WeakPassword
             | Self::AmbiguousRefreshToken => StatusCode::BAD_REQUEST,
-            Self::InvalidCredentials | Self::InvalidToken | Self::InvalidRefreshToken => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::CsrfRejected(_) => StatusCode::FORBIDDEN,
+            Self::InvalidCredentials
+            | Self::InvalidToken
+            | Self::InvalidRefreshToken
+            | Self::InvalidServiceKey => StatusCode::UNAUTHORIZED,
+            Self::CsrfRejected(_) | Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::CursorExpired => StatusCode::GONE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
@@ -180,7 +192,22 @@ impl ApiError {
             Self::InvalidCredentials => "The email or password is incorrect.",
             Self::InvalidToken => "The access token is missing, invalid or expired.",
             Self::InvalidRefreshToken => "The refresh token is invalid or expired.",
+            Self::InvalidServiceKey => "The service key is missing, unknown or revoked.",
             Self::CsrfRejected(check) => check.message(),
+            Self::InsufficientScope(scope) => match scope {
+                crate::tokens::Scope::RevocationsRead => {
+                    "The service key lacks the scope this operation needs: revocations:read."
+                }
+                crate::tokens::Scope::Introspect => {
+                    "The service key lacks the scope this operation needs: introspect."
+                }
+                crate::tokens::Scope::Admin => {
+                    "The service key lacks the scope this operation needs: admin."
+                }
+            },
+            Self::CursorExpired => {
+                "This cursor cannot be continued: load the snapshot again (no cursor)."
+            }
             Self::NotFound => "Not found.",
             Self::MethodNotAllowed => "This method is not allowed on this path.",
             Self::EmailTaken => "An account with this email already exists.",
@@ -228,11 +255,19 @@ impl poem::error::ResponseError for ApiError {
             .body(body);
         let headers = resp.headers_mut();
         match self {
-            Self::InvalidToken => {
+            Self::InvalidToken | Self::InvalidServiceKey => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
+            }
+            Self::InsufficientScope(scope) => {
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    r#"Bearer error="insufficient_scope", scope="{}""#,
+                    scope.as_str()
+                )) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
             }
             Self::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
@@ -331,6 +366,9 @@ impl ApiError {
             Self::InvalidToken => codes::INVALID_TOKEN,
             Self::InvalidRefreshToken => codes::INVALID_REFRESH_TOKEN,
             Self::CsrfRejected(_) => codes::CSRF_REJECTED,
+            Self::InvalidServiceKey => codes::INVALID_SERVICE_KEY,
+            Self::InsufficientScope(_) => codes::INSUFFICIENT_SCOPE,
+            Self::CursorExpired => codes::CURSOR_EXPIRED,
             Self::NotFound => codes::NOT_FOUND,
             Self::MethodNotAllowed => 0,
             Self::EmailTaken => codes::EMAIL_TAKEN,

@@ -8,6 +8,9 @@ use poem_openapi::OperationId;
 
 use crate::api::error::ApiError;
 
+/// The one operation whose body is a form (`application/x-www-form-urlencoded`).
+const FORM_PATH: &str = "/auth/introspect";
+
 /// Largest accepted request body, in bytes: ample for a 1024-character password in JSON.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -75,12 +78,20 @@ async fn check_body(req: &mut Request) -> Result<bytes::Bytes, ApiError> {
                     && m.subtype() == mime::JSON
                     && m.get_param(mime::CHARSET).is_none_or(|c| c == mime::UTF_8)
             });
-        if !json {
+        // Introspection takes a form, as RFC 7662 says; every other body is JSON.
+        let form = req.uri().path() == FORM_PATH
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<mime::Mime>().ok())
+                .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+        if !json && !form {
             return Err(ApiError::UnsupportedMediaType);
         }
         // Every request body of the API is a JSON object (see the spec): a bare `null` is not a
         // way to say "no body" (send none).
-        if bytes.trim_ascii() == b"null" {
+        if json && bytes.trim_ascii() == b"null" {
             return Err(ApiError::invalid(
                 "the body is `null`: send a JSON object, or no body at all",
             ));
@@ -107,6 +118,10 @@ fn error_response(err: poem::Error, path: &str, method: &Method, body: &[u8]) ->
         let method = method.as_str().to_ascii_lowercase();
         crate::api::diagnose::body_problem(crate::api::spec::published(), path, &method, body)
             .map_or_else(ApiError::invalid_request, ApiError::invalid)
+    } else if status == poem::http::StatusCode::UNAUTHORIZED
+        && crate::api::service::takes_service_key(path)
+    {
+        ApiError::InvalidServiceKey
     } else {
         ApiError::from_status(status)
     };
