@@ -135,13 +135,13 @@ async fn upstream_of(url: &str) -> SocketAddr {
         .expect("an address")
 }
 
-fn on_postgres() -> bool {
+pub fn on_postgres() -> bool {
     std::env::var("TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
 }
 
 /// The Postgres-only tests run (with the `postgres-tests` feature) only against Postgres: on
 /// SQLite they are reported as ignored, with the reason, never as passed.
-fn needs_postgres() {
+pub fn needs_postgres() {
     assert!(
         on_postgres(),
         "this test needs TEST_DATABASE_URL=postgres://... (it ran because of --features postgres-tests)"

@@ -591,3 +591,69 @@ async fn introspection_answers_from_memory_for_live_access_tokens_only() {
         .unwrap();
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_service_key").await;
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "postgres-tests"),
+    ignore = "Postgres only: TEST_DATABASE_URL=postgres://... cargo test --features postgres-tests"
+)]
+async fn an_entry_committed_after_a_later_one_is_still_delivered() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    crate::faults::needs_postgres();
+    let app = spawn_app().await;
+    let key = app.service_key(&[Scope::RevocationsRead]).await;
+    let (_, cursor) = app.feed_snapshot(&key).await;
+
+    // A slow ending takes its transaction id and its entry's id, and has not committed...
+    let slow = app.state().store().connection().begin().await.unwrap();
+    slow.execute_unprepared("SELECT pg_current_xact_id()")
+        .await
+        .unwrap();
+    slow.execute_unprepared(
+        "INSERT INTO revoked_sessions (session_id, user_id, revoked_at, expires_at, reason) \
+         VALUES ('slow-session', 'someone', 0, 9999999999, 'logout')",
+    )
+    .await
+    .unwrap();
+    // ...when a later ending commits.
+    let user = app.user(&email()).await;
+    app.logout(&user.access, "local").await;
+    let page: Value = app
+        .revocations(&key, &format!("cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(reasons_of(entries, &user.session_id), ["logout"]);
+    assert!(reasons_of(entries, "slow-session").is_empty());
+    let after_later = page["cursor"].as_str().unwrap().to_owned();
+
+    // The cursor past the later entry still yields the earlier one once it commits, on the feed
+    // and in the server's own revoked set.
+    slow.commit().await.unwrap();
+    let page: Value = app
+        .revocations(&key, &format!("cursor={after_later}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(reasons_of(entries, "slow-session"), ["logout"]);
+    assert_eq!(entries.len(), 1);
+    eventually("the server's sync picks it up", || async {
+        app.state().access.revoked().contains("slow-session")
+    })
+    .await;
+    // Once nothing can fill the gap any more, nothing comes twice.
+    let page: Value = app
+        .revocations(
+            &key,
+            &format!("cursor={}", page["cursor"].as_str().unwrap()),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["entries"], json!([]));
+}
