@@ -328,3 +328,57 @@ async fn keys_rotate_reaches_both_instances_within_a_second() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_logout_on_one_instance_reaches_a_feed_request_held_on_the_other() {
+    let (a, b) = pair(&[]).await;
+    let key = run_cli(
+        &a.db.database_url,
+        &[
+            "service-keys",
+            "create",
+            "--name",
+            "api",
+            "--scope",
+            "revocations:read",
+        ],
+    )
+    .await
+    .trim()
+    .to_owned();
+    eventually("B knows the new key", || async {
+        b.revocations(&key, "").await.status() == StatusCode::OK
+    })
+    .await;
+    // Cursors are the database's: one from A continues on B.
+    let (_, mut cursor) = a.feed_snapshot(&key).await;
+    let mut measured = Vec::new();
+    for _ in 0..5 {
+        let user = a.user(&email()).await;
+        let query = format!("cursor={cursor}&wait=30");
+        let poll = b.revocations(&key, &query);
+        let logout = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let r = a.logout(&user.access, "local").await;
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            Instant::now()
+        };
+        let (r, logged_out) = tokio::join!(poll, logout);
+        let took = logged_out.elapsed();
+        let page: Value = r.json().await.expect("json");
+        let entries = page["entries"].as_array().expect("entries");
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["session_id"] == user.session_id.as_str()),
+            "{page}"
+        );
+        assert!(
+            took < PROPAGATION_DEADLINE,
+            "B's feed answered after {took:?}"
+        );
+        measured.push(took.as_millis());
+        cursor = page["cursor"].as_str().expect("cursor").to_owned();
+    }
+    println!("logout on A to B's held feed request, ms: {measured:?}");
+}
