@@ -22,3 +22,4 @@ mod lifecycle;
 mod operations;
 mod sessions;
 mod storage;
+mod verifier;
