@@ -318,6 +318,7 @@ fn metrics_endpoint(state: AppState) -> impl poem::Endpoint<Output = poem::Respo
     poem::endpoint::make_sync(move |_| {
         let m = &state.metrics;
         m.revoked_set_size.set(state.access.revoked().len() as i64);
+        m.feed_held.set(state.feed.held() as i64);
         let (open, idle) = state.store().pool_stats();
         m.db_pool.with_label_values(&["idle"]).set(idle as i64);
         m.db_pool

@@ -53,6 +53,7 @@ pub struct Metrics {
     pub revocations: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub revoked_set_size: IntGauge,
+    pub feed_held: IntGauge,
     pub db_pool: IntGaugeVec,
 }
 
@@ -133,6 +134,13 @@ impl Metrics {
                 "Entries in the in-memory revoked-session set.",
             )?,
         )?;
+        let feed_held = registered(
+            &registry,
+            IntGauge::new(
+                "authd_feed_held_requests",
+                "Revocation-feed requests held waiting for a new entry.",
+            )?,
+        )?;
         let db_pool = registered(
             &registry,
             IntGaugeVec::new(
@@ -152,6 +160,7 @@ impl Metrics {
             revocations,
             rate_limited,
             revoked_set_size,
+            feed_held,
             db_pool,
         })
     }

@@ -364,6 +364,12 @@ async fn held_requests_past_the_caps_answer_503_with_retry_after() {
         .revocations(&c, &format!("cursor={cursor}&wait=30"))
         .await;
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("\nauthd_feed_held_requests 2\n"),
+        "{metrics}"
+    );
     // Reads that do not wait are never capped.
     assert_eq!(
         app.revocations(&c, &format!("cursor={cursor}"))
