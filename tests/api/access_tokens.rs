@@ -166,8 +166,20 @@ async fn forged_and_altered_tokens_are_rejected() {
     bad.push("a".repeat(10_000));
     bad.push(t.refresh.clone());
 
+    // The Rust verifier kit refuses every one of them too, and takes the good one: authd's
+    // rule and the kit's cannot drift apart unnoticed.
+    let service_key = app
+        .service_key(&[authd::tokens::Scope::RevocationsRead])
+        .await;
+    let kit = authd_verify::Verifier::builder(&app.base)
+        .service_key(service_key)
+        .build()
+        .await
+        .unwrap();
+    assert!(kit.verify(&sign(eddsa("at+jwt"), &good, &key)).is_ok());
     for token in &bad {
         assert_rejected(&app, token).await;
+        assert!(kit.verify(token).is_err(), "the kit accepts {token:.60}");
     }
 }
 
