@@ -70,7 +70,8 @@ pub struct Revocation {
     pub revoked_at: OffsetDateTime,
     /// After this time no access token of the session can verify anyway: forget the entry.
     pub expires_at: OffsetDateTime,
-    /// Why it ended.
+    // No doc comment: it would wrap the enum's reference in an `allOf`, which some SDK
+    // generators cannot read; the enum's own description says what it is.
     pub reason: RevocationReason,
 }
 

@@ -34,6 +34,15 @@ async function refreshCookie(context: BrowserContext): Promise<Cookie | undefine
 }
 
 /** Opens an operation's block and switches it to "Try it out". */
+/** Fills the Authorize dialog's form of `scheme` with `value`, authorizes, closes the dialog. */
+async function authorize(page: Page, scheme: string, value: string): Promise<void> {
+  await page.locator(".scheme-container .auth-wrapper button.authorize").first().click();
+  const form = page.locator(".modal-ux form").filter({ hasText: `${scheme} (http, Bearer)` });
+  await form.locator('input[aria-label="auth-bearer-value"]').fill(value);
+  await form.locator("button.modal-btn.auth.authorize").click();
+  await page.locator(".modal-ux button.btn-done").first().click();
+}
+
 async function tryOut(page: Page, tag: string, operationId: string): Promise<Locator> {
   const op = page.locator(`#operations-${tag}-${operationId}`);
   await op.waitFor({ timeout: TIMEOUT });
@@ -120,7 +129,11 @@ async function main(): Promise<void> {
     await setBody(login, { email, password, delivery: "cookie" });
     const loggedIn = await execute(login);
     check(loggedIn.status === 200, `login via the docs UI: ${loggedIn.status}`);
-    const tokens = JSON.parse(loggedIn.body) as { access_token?: string; refresh_token?: string };
+    const tokens = JSON.parse(loggedIn.body) as {
+      access_token?: string;
+      refresh_token?: string;
+      session_id?: string;
+    };
     check(typeof tokens.access_token === "string", "the access token is in the body");
     check(tokens.refresh_token === undefined, "the refresh token is not in the body");
     const cookie = await refreshCookie(context);
@@ -131,10 +144,7 @@ async function main(): Promise<void> {
     await page.screenshot({ path: join(outDir, "docs-login.png") });
 
     // Authorize with the access token, then getMe
-    await page.locator(".auth-wrapper button.authorize").click();
-    await page.locator('input[aria-label="auth-bearer-value"]').fill(tokens.access_token);
-    await page.locator(".modal-ux button.modal-btn.auth.authorize").first().click();
-    await page.locator(".modal-ux button.btn-done").first().click();
+    await authorize(page, "bearerAuth", tokens.access_token ?? "");
     const me = await tryOut(page, "Me", "getMe");
     const who = await execute(me);
     check(who.status === 200 && who.body.includes(email), `getMe with the authorized token: ${who.status}`);
@@ -157,6 +167,17 @@ async function main(): Promise<void> {
     check((await refreshCookie(context)) === undefined, "the refresh cookie is gone after logout");
     const after = await execute(me);
     check(after.status === 401, `the access token is refused after logout: ${after.status}`);
+
+    // Authorize with a service key, then the feed lists the session that just ended.
+    const serviceKey = process.env.AUTHD_SERVICE_KEY ?? "";
+    check(serviceKey.startsWith("authd_sk_"), "run.sh made a service key (AUTHD_SERVICE_KEY)");
+    await authorize(page, "serviceKey", serviceKey);
+    const feed = await tryOut(page, "ResourceServers", "listRevocations");
+    const listed = await execute(feed);
+    check(
+      listed.status === 200 && listed.body.includes(tokens.session_id ?? "no session id"),
+      `listRevocations with the authorized service key lists the ended session: ${listed.status}`,
+    );
 
     await page.locator(`#operations-Auth-logout`).scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(outDir, "docs-logout.png") });

@@ -142,6 +142,10 @@ start_server() {
   for i in $(seq 1 150); do
     if curl -fsS -o /dev/null "$URL/healthz" 2>/dev/null; then
       echo "authd is up at $URL (pid $SERVER_PID)"
+      # A service key for the operations resource servers use (the docs UI authorizes with it).
+      AUTHD_SERVICE_KEY="$(DATABASE_URL="sqlite://$TMP/authd.db?mode=rwc" "$BIN" service-keys create \
+        --name sdk --scope revocations:read,introspect 2>>"$OUT/authd.log")"
+      export AUTHD_SERVICE_KEY
       # The binary under test must serve the committed spec.
       curl -fsS "$URL/openapi.yaml" -o "$TMP/served.yaml"
       if ! cmp -s "$TMP/served.yaml" openapi.yaml; then
