@@ -4,18 +4,19 @@
 //! and become visible when it commits, so a reader can see id 12 before id 11 exists for it. A
 //! [`FeedPosition`] is therefore "everything up to `high`, except these gaps": every id at or
 //! below `high` that was not visible when `high` was read is remembered, with the snapshot's
-//! `xmax` at that moment, and asked for again on every read until no transaction that was
-//! running then can still commit (the current snapshot's `xmin` has passed that `xmax`). Then
-//! the gap is a hole for good (a rollback, a pruned row) and is forgotten. Entries are handed
+//! `xmax` at that moment, and asked for again on every read until a read finds it still empty
+//! in a snapshot where no transaction that was running then can still commit (that snapshot's
+//! `xmin` has passed the gap's `xmax`). Then the gap is a hole for good (a rollback, a pruned
+//! row) and is forgotten. The bounds come from the same statement as the rows. Entries are handed
 //! out at once; only the bookkeeping waits, so a long transaction elsewhere delays nothing.
 //!
 //! SQLite has one writer at a time and never reuses an id (`AUTOINCREMENT`): what a reader sees
 //! is always a prefix of the list, and it never needs gaps.
 use entity::revoked_sessions;
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::Condition;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use serde::{Deserialize, Serialize};
 
@@ -62,11 +63,6 @@ pub struct FeedPage {
     pub more: bool,
 }
 
-#[derive(Debug, FromQueryResult)]
-struct Xid {
-    xid: i64,
-}
-
 impl Store {
     /// Up to `limit` entries after `pos`, oldest first. Entries whose horizon has passed by
     /// `now` are left out of the answer (nobody needs them) but still move the position.
@@ -77,46 +73,37 @@ impl Store {
         now: i64,
     ) -> Result<FeedPage, StoreError> {
         let postgres = self.backend() == DatabaseBackend::Postgres;
-        let mut gaps = pos.gaps.clone();
-        if postgres && !gaps.is_empty() {
-            let xmin = self.snapshot_xid("pg_snapshot_xmin").await?;
-            gaps.retain(|g| g.xmax > xmin);
-        }
         let mut wanted = Condition::any().add(revoked_sessions::Column::Id.gt(pos.high));
-        for g in &gaps {
+        for g in &pos.gaps {
             wanted = wanted.add(revoked_sessions::Column::Id.between(g.from, g.to));
         }
-        // The snapshot's xmax is read by the same statement as the rows, so it describes
-        // exactly the snapshot they came from.
-        let mut query = revoked_sessions::Entity::find()
+        let query = revoked_sessions::Entity::find()
             .filter(wanted)
             .order_by_asc(revoked_sessions::Column::Id)
             .limit(limit);
-        if postgres {
-            query = query.expr_as(
-                Expr::cust("pg_snapshot_xmax(pg_current_snapshot())::text::bigint"),
-                "snapshot_xmax",
-            );
-        }
-        let rows: Vec<(FeedEntry, Option<i64>)> = query
-            .into_model::<FeedRow>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(FeedRow::split)
-            .collect();
+        let (rows, snapshot) = if postgres {
+            self.read_with_snapshot(query).await?
+        } else {
+            (query.into_model::<FeedEntry>().all(&self.db).await?, None)
+        };
         let full = rows.len() as u64 == limit;
+        let read_through = match (full, rows.last()) {
+            (true, Some(last)) => last.id,
+            _ => i64::MAX,
+        };
         let mut next = FeedPosition {
             high: pos.high,
-            gaps,
+            gaps: pos.gaps.clone(),
         };
         let mut entries = Vec::with_capacity(rows.len());
         let mut truncated = false;
-        for (entry, xmax) in rows {
+        for entry in rows {
             if entry.id <= next.high {
                 fill(&mut next.gaps, entry.id);
             } else {
-                if postgres && entry.id > next.high + 1 {
+                if let Some(snap) = snapshot
+                    && entry.id > next.high + 1
+                {
                     if next.gaps.len() >= MAX_GAPS {
                         truncated = true;
                         break;
@@ -124,7 +111,7 @@ impl Store {
                     next.gaps.push(Gap {
                         from: next.high + 1,
                         to: entry.id - 1,
-                        xmax: xmax.unwrap_or(i64::MAX),
+                        xmax: snap.xmax,
                     });
                 }
                 next.high = entry.id;
@@ -133,6 +120,12 @@ impl Store {
                 entries.push(entry);
             }
         }
+        // A gap is a hole for good once every transaction that was running when it was seen
+        // had ended before this read's snapshot, which read the gap and found it still empty.
+        if let Some(snap) = snapshot {
+            next.gaps
+                .retain(|g| g.xmax > snap.xmin || g.to > read_through);
+        }
         Ok(FeedPage {
             entries,
             next,
@@ -140,25 +133,66 @@ impl Store {
         })
     }
 
-    /// The highest id of the list (0 when empty): where a reader that wants only what comes
-    /// next starts.
-    pub async fn feed_end(&self) -> Result<i64, StoreError> {
-        let max: Option<Option<i64>> = revoked_sessions::Entity::find()
-            .select_only()
-            .column_as(revoked_sessions::Column::Id.max(), "max")
-            .into_tuple()
-            .one(&self.db)
+    /// Runs `query` on Postgres together with its own snapshot's bounds: one statement, so the
+    /// bounds describe exactly the snapshot the rows were read in (also when there are none).
+    async fn read_with_snapshot(
+        &self,
+        query: sea_orm::Select<revoked_sessions::Entity>,
+    ) -> Result<(Vec<FeedEntry>, Option<Snapshot>), StoreError> {
+        let inner = query.build(DatabaseBackend::Postgres);
+        let sql = format!(
+            "SELECT r.id, r.session_id, r.user_id, r.revoked_at, r.expires_at, r.reason, \
+             pg_snapshot_xmin(s.snap)::text::bigint AS snapshot_xmin, \
+             pg_snapshot_xmax(s.snap)::text::bigint AS snapshot_xmax \
+             FROM (SELECT pg_current_snapshot() AS snap) s \
+             LEFT JOIN LATERAL ({}) r ON true",
+            inner.sql
+        );
+        let statement = Statement { sql, ..inner };
+        let rows = PgFeedRow::find_by_statement(statement)
+            .all(&self.db)
             .await?;
-        Ok(max.flatten().unwrap_or(0))
+        let snapshot = rows.first().map(|r| Snapshot {
+            xmin: r.snapshot_xmin,
+            xmax: r.snapshot_xmax,
+        });
+        let entries = rows.into_iter().filter_map(PgFeedRow::entry).collect();
+        Ok((entries, snapshot))
     }
+}
 
-    async fn snapshot_xid(&self, function: &str) -> Result<i64, StoreError> {
-        let sql = format!("SELECT {function}(pg_current_snapshot())::text::bigint AS xid");
-        let row = Xid::find_by_statement(Statement::from_string(DatabaseBackend::Postgres, sql))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| StoreError::Internal("no snapshot".into()))?;
-        Ok(row.xid)
+/// The bounds of a Postgres snapshot: every transaction below `xmin` had ended; none from
+/// `xmax` on had started.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    xmin: i64,
+    xmax: i64,
+}
+
+/// A row of [`Store::read_with_snapshot`]: the snapshot's bounds, and an entry unless there
+/// was none.
+#[derive(Debug, FromQueryResult)]
+struct PgFeedRow {
+    id: Option<i64>,
+    session_id: Option<String>,
+    user_id: Option<String>,
+    revoked_at: Option<i64>,
+    expires_at: Option<i64>,
+    reason: Option<String>,
+    snapshot_xmin: i64,
+    snapshot_xmax: i64,
+}
+
+impl PgFeedRow {
+    fn entry(self) -> Option<FeedEntry> {
+        Some(FeedEntry {
+            id: self.id?,
+            session_id: self.session_id?,
+            user_id: self.user_id?,
+            revoked_at: self.revoked_at?,
+            expires_at: self.expires_at?,
+            reason: self.reason?,
+        })
     }
 }
 
@@ -173,31 +207,6 @@ pub(crate) async fn announce<C: ConnectionTrait>(db: &C) -> Result<(), StoreErro
 
 /// The Postgres channel on which new entries are announced.
 pub const CHANNEL: &str = "authd_revocations";
-
-#[derive(Debug, FromQueryResult)]
-struct FeedRow {
-    id: i64,
-    session_id: String,
-    user_id: String,
-    revoked_at: i64,
-    expires_at: i64,
-    reason: String,
-    snapshot_xmax: Option<i64>,
-}
-
-impl FeedRow {
-    fn split(self) -> (FeedEntry, Option<i64>) {
-        let entry = FeedEntry {
-            id: self.id,
-            session_id: self.session_id,
-            user_id: self.user_id,
-            revoked_at: self.revoked_at,
-            expires_at: self.expires_at,
-            reason: self.reason,
-        };
-        (entry, self.snapshot_xmax)
-    }
-}
 
 /// Removes `id` from the gap that holds it (splitting it when `id` is inside, while the
 /// position stays small; past that the gap stays whole and `id` may be read twice, which the

@@ -346,8 +346,9 @@ async fn a_logout_on_one_instance_reaches_a_feed_request_held_on_the_other() {
     .await
     .trim()
     .to_owned();
-    eventually("B knows the new key", || async {
-        b.revocations(&key, "").await.status() == StatusCode::OK
+    eventually("both instances know the new key", || async {
+        a.revocations(&key, "").await.status() == StatusCode::OK
+            && b.revocations(&key, "").await.status() == StatusCode::OK
     })
     .await;
     // Cursors are the database's: one from A continues on B.
