@@ -321,6 +321,9 @@ async fn after_authd_comes_back_on_a_fresh_database_the_kit_reloads() {
         verifier.status().revoked_entries == 0 && verifier.status().last_error.is_none()
     })
     .await;
+    // The old database's ended session left the set with the reload; its key left with it, so
+    // its token stays refused.
+    assert_eq!(api.status(&old.access).await, StatusCode::UNAUTHORIZED);
     let user = second.user(&email()).await;
     eventually(
         "the new signing key verifies (refetched on its unknown kid)",

@@ -98,14 +98,22 @@ async fn follow(shared: &Shared, cursor: &str, wait: u64) -> Result<String, Fetc
     Ok(page.cursor)
 }
 
-/// Loads the whole snapshot again and swaps it in only once complete, so that the sessions
-/// already known stay refused meanwhile.
+/// Loads the JWKS and the whole snapshot again and swaps them in only once both are
+/// complete, so that the sessions already known stay refused meanwhile. The keys go with the
+/// snapshot: after a 410 authd may be another database, and the old database's keys must not
+/// keep verifying tokens whose ended sessions just left the set.
 async fn reload(shared: &Shared) -> Result<String, FetchError> {
+    let keys = shared.client.jwks().await?;
     let (snapshot, cursor) = shared
         .client
         .snapshot(|| shared.now_secs(), shared.config.leeway_secs)
         .await?;
-    tracing::info!(entries = snapshot.len(), "revocation snapshot reloaded");
+    tracing::info!(
+        entries = snapshot.len(),
+        keys = keys.len(),
+        "revocation snapshot reloaded"
+    );
+    shared.set_keys(keys);
     shared.replace(snapshot);
     Ok(cursor)
 }
