@@ -68,12 +68,16 @@ async function follow(state: State, cursor: string, wait: number): Promise<strin
 }
 
 /**
- * Loads the whole snapshot again and swaps it in only once complete, so that the sessions
- * already known stay refused meanwhile.
+ * Loads the JWKS and the whole snapshot again and swaps them in only once both are complete,
+ * so that the sessions already known stay refused meanwhile. The keys go with the snapshot:
+ * after a 410 authd may be another database, whose predecessor's keys must not keep verifying
+ * tokens whose ended sessions just left the set.
  */
 async function reload(state: State): Promise<string> {
+  const keys = await state.client.jwks();
   const { revoked, cursor } = await state.client.snapshot(state.now, state.leewayMs);
   state.logger?.info?.(`revocation snapshot reloaded (${revoked.size} entries)`);
+  state.keys = keys;
   state.revoked = revoked;
   return cursor;
 }
