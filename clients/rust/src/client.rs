@@ -133,8 +133,10 @@ impl AuthdClient {
         loop {
             let page = self.page(cursor.as_deref(), 0).await?;
             insert_all(&mut map, &page.entries)?;
-            map.purge(now(), leeway);
+            // Once, at the end: authd sends only entries still in force, and a purge per page
+            // made loading grow with the square of the snapshot (2.8 s for 300,000 entries).
             if !page.more {
+                map.purge(now(), leeway);
                 return Ok((map, page.cursor));
             }
             cursor = Some(page.cursor);
