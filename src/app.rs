@@ -129,16 +129,7 @@ pub async fn start(
 
     let revoked = Arc::new(RevokedSet::default());
     let mut position = FeedPosition::default();
-    loop {
-        let page = store.read_feed(&position, SYNC_PAGE, clock.now()).await?;
-        for e in &page.entries {
-            revoked.insert(&e.session_id, e.expires_at);
-        }
-        position = page.next;
-        if !page.more {
-            break;
-        }
-    }
+    read_revocations(&store, &revoked, &mut position, clock.now(), usize::MAX).await?;
     let service_keys = Arc::new(ServiceKeys::default());
     service_keys.replace(store.live_service_keys().await?);
 
@@ -414,20 +405,35 @@ async fn sync_loop(
     }
 }
 
-/// Reads every revocation recorded after `position` into the revoked set, a page at a time
-/// (bounded per pass), and wakes the held feed requests when there were new ones. The position
-/// never skips an entry (see `store::feed`), so a burst of revocations elsewhere cannot hold
-/// up the entries recorded behind it.
+/// Reads the revocations recorded after `position` into the revoked set, a page at a time (at
+/// most `pages` of them), and wakes the held feed requests when there were new ones. The
+/// position never skips an entry (see `store::feed`), so a burst of revocations elsewhere cannot
+/// hold up the entries recorded behind it.
 async fn sync_revocations(
     state: &AppState,
     position: &mut FeedPosition,
     now: i64,
 ) -> Result<(), crate::store::StoreError> {
+    let revoked = state.access.revoked();
+    if read_revocations(state.store(), revoked, position, now, SYNC_PAGES_PER_PASS).await? {
+        state.feed.ring();
+    }
+    Ok(())
+}
+
+/// Reads up to `pages` pages after `position` into `revoked`; says whether any entry was new.
+async fn read_revocations(
+    store: &Store,
+    revoked: &RevokedSet,
+    position: &mut FeedPosition,
+    now: i64,
+    pages: usize,
+) -> Result<bool, crate::store::StoreError> {
     let mut new = false;
-    for _ in 0..SYNC_PAGES_PER_PASS {
-        let page = state.store().read_feed(position, SYNC_PAGE, now).await?;
+    for _ in 0..pages {
+        let page = store.read_feed(position, SYNC_PAGE, now).await?;
         for e in &page.entries {
-            state.access.revoked().insert(&e.session_id, e.expires_at);
+            revoked.insert(&e.session_id, e.expires_at);
         }
         new |= !page.entries.is_empty();
         *position = page.next;
@@ -435,10 +441,7 @@ async fn sync_revocations(
             break;
         }
     }
-    if new {
-        state.feed.ring();
-    }
-    Ok(())
+    Ok(new)
 }
 
 /// Reloads the service keys in force (a revoked one stops working here within one pass) and

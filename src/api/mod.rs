@@ -157,6 +157,11 @@ fn forwarded_for(req: &Request, hops: usize) -> Option<String> {
     Some(ip.to_string())
 }
 
+/// A stored time (unix seconds) as the API writes it (RFC 3339).
+pub(crate) fn timestamp(secs: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
 /// An empty success.
 #[derive(poem_openapi::ApiResponse)]
 pub enum NoContent {

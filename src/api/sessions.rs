@@ -6,8 +6,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::NoContent;
 use super::{AppState, BearerAuth, Tag};
+use super::{NoContent, timestamp};
 use crate::api::error::codes::*;
 use crate::api::error::{ApiError, Errors};
 use crate::store::{EndReason, SessionId, SessionScope};
@@ -20,10 +20,6 @@ const EVENT_PAGE_FAILURES: u64 = 10;
 /// Most sessions one answer of `GET /auth/sessions` lists (the most recently refreshed): the
 /// default per-user limit, so that a raised limit cannot make one answer unbounded.
 const MAX_LISTED_SESSIONS: u64 = 100;
-
-fn timestamp(secs: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
 
 /// One live session of the caller.
 #[derive(Debug, Object)]

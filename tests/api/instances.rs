@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::process::{Authd, kid_of, run_cli};
+use crate::process::{Authd, feed_key, kid_of, pair, run_cli};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -19,16 +19,6 @@ const PASSWORD: &str = "correct horse battery";
 /// times are printed, and the figures the docs cite come from them), so that the test proves
 /// propagation without a database read per request, not a timing.
 const PROPAGATION_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Two instances on one fresh database, started at the same time (as a deployment would).
-async fn pair(env: &[(&str, &str)]) -> (Authd, Authd) {
-    let (db, database) = fresh_database().await;
-    let (a, b) = tokio::join!(
-        Authd::start(&db.database_url, env),
-        Authd::start(&db.database_url, env)
-    );
-    (a.owning(database.clone()), b.owning(database))
-}
 
 /// Sends `token` to `a` and `b` `per_instance` times each, all at once.
 async fn refresh_on_both(
@@ -332,25 +322,7 @@ async fn keys_rotate_reaches_both_instances_within_a_second() {
 #[tokio::test]
 async fn a_logout_on_one_instance_reaches_a_feed_request_held_on_the_other() {
     let (a, b) = pair(&[]).await;
-    let key = run_cli(
-        &a.db.database_url,
-        &[
-            "service-keys",
-            "create",
-            "--name",
-            "api",
-            "--scope",
-            "revocations:read",
-        ],
-    )
-    .await
-    .trim()
-    .to_owned();
-    eventually("both instances know the new key", || async {
-        a.revocations(&key, "").await.status() == StatusCode::OK
-            && b.revocations(&key, "").await.status() == StatusCode::OK
-    })
-    .await;
+    let key = feed_key(&[&a, &b]).await;
     // Cursors are the database's: one from A continues on B.
     let (_, mut cursor) = a.feed_snapshot(&key).await;
     let mut measured = Vec::new();

@@ -12,7 +12,7 @@ use authd::clock::TestClock;
 use authd::config::DbConfig;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestDb, test_config};
+use crate::helpers::{TestApp, TestDb, fresh_database, test_config};
 
 /// The issuer every instance of a test shares, as behind one load balancer.
 pub const ISSUER: &str = "http://authd.test";
@@ -196,4 +196,39 @@ pub fn kid_of(access_token: &str) -> String {
         .expect("b64");
     let header: Value = serde_json::from_slice(&header).expect("header json");
     header["kid"].as_str().expect("kid").to_owned()
+}
+
+/// Two instances on one fresh database, started at the same time (as a deployment would).
+pub async fn pair(env: &[(&str, &str)]) -> (Authd, Authd) {
+    let (db, database) = fresh_database().await;
+    let (a, b) = tokio::join!(
+        Authd::start(&db.database_url, env),
+        Authd::start(&db.database_url, env)
+    );
+    (a.owning(database.clone()), b.owning(database))
+}
+
+/// A service key with the scope `revocations:read`, made by `authd service-keys create` on the
+/// database of `servers`, once every one of them accepts it.
+pub async fn feed_key(servers: &[&Authd]) -> String {
+    let url = &servers[0].db.database_url;
+    let args = [
+        "service-keys",
+        "create",
+        "--name",
+        "api",
+        "--scope",
+        "revocations:read",
+    ];
+    let key = run_cli(url, &args).await.trim().to_owned();
+    crate::helpers::eventually("every instance knows the new key", || async {
+        for s in servers {
+            if s.revocations(&key, "").await.status() != reqwest::StatusCode::OK {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    key
 }

@@ -10,7 +10,7 @@ use axum::{Extension, Router, routing::get};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-use crate::process::{Authd, ISSUER, run_cli};
+use crate::process::{Authd, ISSUER, feed_key, pair, run_cli};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -273,24 +273,7 @@ async fn after_authd_comes_back_on_a_fresh_database_the_kit_reloads() {
     let (db, database) = fresh_database().await;
     let first = Authd::start(&db.database_url, &[]).await.owning(database);
     let addr = first.base.trim_start_matches("http://").to_owned();
-    let key = run_cli(
-        &db.database_url,
-        &[
-            "service-keys",
-            "create",
-            "--name",
-            "api",
-            "--scope",
-            "revocations:read",
-        ],
-    )
-    .await
-    .trim()
-    .to_owned();
-    eventually("the key is in force", || async {
-        first.revocations(&key, "").await.status() == StatusCode::OK
-    })
-    .await;
+    let key = feed_key(&[&first]).await;
     let verifier = verifier_for(&first.base, ISSUER, &key).await;
     let api = ResourceServer::start(verifier.clone()).await;
     let old = first.user(&email()).await;
@@ -337,30 +320,8 @@ async fn after_authd_comes_back_on_a_fresh_database_the_kit_reloads() {
 
 #[tokio::test]
 async fn a_logout_on_one_instance_reaches_a_kit_polling_the_other_within_a_second() {
-    let (db, database) = fresh_database().await;
-    let (a, b) = tokio::join!(
-        Authd::start(&db.database_url, &[]),
-        Authd::start(&db.database_url, &[])
-    );
-    let (a, b) = (a.owning(database.clone()), b.owning(database));
-    let key = run_cli(
-        &db.database_url,
-        &[
-            "service-keys",
-            "create",
-            "--name",
-            "api",
-            "--scope",
-            "revocations:read",
-        ],
-    )
-    .await
-    .trim()
-    .to_owned();
-    eventually("B knows the key", || async {
-        b.revocations(&key, "").await.status() == StatusCode::OK
-    })
-    .await;
+    let (a, b) = pair(&[]).await;
+    let key = feed_key(&[&b]).await;
     let verifier = verifier_for(&b.base, ISSUER, &key).await;
     let api = ResourceServer::start(verifier).await;
     let mut measured = Vec::new();
