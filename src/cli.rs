@@ -75,7 +75,9 @@ pub enum KeysCommand {
     /// included, within one sync interval, and it leaves the JWKS. Tokens it signed stop
     /// working; if it was the current key, a new one becomes current.
     Revoke {
-        /// The key's `kid` (from the JWKS or an access token's header).
+        /// The key's `kid` (from the JWKS or an access token's header). A kid is base64url, so it
+        /// may begin with `-`; it is taken as the kid, not as an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -432,4 +434,25 @@ async fn service_keys(db: &DbConfig, cmd: ServiceKeysCommand) -> CliResult {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, KeysCommand};
+
+    #[test]
+    fn a_kid_that_begins_with_a_hyphen_is_a_kid_not_an_option() {
+        let cli = Cli::try_parse_from(["authd", "keys", "revoke", "-aq9KFWO2U4vBqBmcWURxA"])
+            .map_err(|e| e.to_string());
+        let Ok(Cli {
+            command: Some(Command::Keys(KeysCommand::Revoke { kid })),
+            ..
+        }) = cli
+        else {
+            panic!("not parsed as a revoke: {cli:?}");
+        };
+        assert_eq!(kid, "-aq9KFWO2U4vBqBmcWURxA");
+    }
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// Empty, longer than [`MAX_TOKEN_LEN`](crate::MAX_TOKEN_LEN) bytes, or not a compact JWS
-    /// with a readable header (this includes `alg: none`).
+    /// Empty, longer than [`MAX_TOKEN_LEN`](crate::MAX_TOKEN_LEN) bytes, or not three non-empty
+    /// base64url parts whose first is a JSON object (so an unsigned `alg: none` token, whose
+    /// third part is empty, is malformed; a signed one is refused for its header).
     #[error("the token is malformed")]
     Malformed,
     /// The header is not one authd writes: another `alg` or `typ`, or a parameter that fetches,
@@ -17,8 +18,9 @@ pub enum VerifyError {
     /// `b64`).
     #[error("the token's header is not accepted")]
     ForbiddenHeader,
-    /// The header has no `kid`, or one that names no key of authd's JWKS. An unknown `kid` also
-    /// asks the background task to refetch the JWKS (at most once per refetch interval).
+    /// The header has no `kid`, a `kid` that is not a string, or one that names no key of
+    /// authd's JWKS. An unknown `kid` also asks the background task to refetch the JWKS (at
+    /// most once per refetch interval).
     #[error("the token names no known key")]
     UnknownKey,
     /// The signature does not verify, a required claim is missing or mistyped, or `iss` or
