@@ -4,7 +4,9 @@
 //   `__Host-refresh_token` cookie; the access token lives only in this module's memory (and is
 //   handed to this origin's other tabs over a BroadcastChannel, never stored).
 // - `auth.fetch()` attaches `Authorization: Bearer`, refreshes first when the token is about to
-//   expire, and on a 401 refreshes once and retries once.
+//   expire, and on a 401 refreshes once and retries once: the answer to the retry, 401 or not,
+//   goes to the caller. It does so for authd's own URLs and for your APIs on other origins, once
+//   they are listed in `resourceOrigins` (see "Which URLs get the access token" below).
 // - Refreshes shortly before `expires_in`. Refresh is single-flight inside a tab (one promise)
 //   and across tabs (the Web Locks API, or a BroadcastChannel claim protocol where Web Locks are
 //   missing): one tab refreshes, the others take the token it broadcasts.
@@ -21,8 +23,22 @@
 //                                             //   sessionId, expiresAt, error: {code, message}|null }
 //   await auth.restore();                     // page load: session from the cookie, if any
 //   await auth.login(email, password);
-//   const res = await auth.fetch('/me');      // relative to baseUrl; absolute URLs work too
+//   const res = await auth.fetch('/me');      // relative to baseUrl; absolute URLs work too,
+//                                             // on authd's origin or one of resourceOrigins
 //   await auth.logout();
+//
+// Which URLs get the access token. `auth.fetch` attaches it only to authd's origin and to the
+// origins in `resourceOrigins` (your APIs: `createAuthClient({ baseUrl, resourceOrigins:
+// ['https://api.example.com'] })`), and rejects any other URL with an `AuthError` whose `.code`
+// is `origin_not_allowed` (`.status` 0, `state.error` untouched), before sending anything. Why a
+// list rather than "any URL the caller passed": the token is a bearer credential for the whole
+// session (it logs the user out of authd, lists their sessions), and URLs in an app are often
+// built from data (a link in a profile, a redirect target, an image URL); one such URL would
+// hand it to a stranger. A list written once at start-up cannot be steered by data, and a
+// missing entry fails loudly instead of sending the request without the token. A listed API
+// must allow the page's origin in its CORS answers (`Authorization` header, no credentials
+// mode needed), and should answer 401 only for a token it refuses (403 for a valid token
+// without permission): every 401 costs one refresh and one retry.
 //
 // Errors the client diagnoses itself. Each is an `AuthError` with one of these `.code`s, and
 // the last one is `state.error` ({ code, message }) until a token arrives, so the page can show
@@ -76,6 +92,9 @@ export class AuthError extends Error {
  *                                              true); `false` forces the BroadcastChannel
  *                                              fallback.
  * @param {string} [options.channelName]        BroadcastChannel and lock name; one per authd.
+ * @param {string[]} [options.resourceOrigins]  the origins of your APIs that `auth.fetch` may send
+ *                                              the access token to, besides authd's own
+ *                                              (`https://api.example.com`); none by default.
  */
 export function createAuthClient(options) {
   const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
@@ -84,6 +103,7 @@ export function createAuthClient(options) {
   const name = options.channelName ?? `authd:${baseUrl}`;
   const locks = (options.webLocks ?? true) && globalThis.navigator?.locks ? navigator.locks : null;
   const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null;
+  const tokenOrigins = new Set([baseUrl, ...(options.resourceOrigins ?? [])].map((o) => new URL(o).origin));
 
   let token = null; // { accessToken, issuedAt, expiresAt (ms since epoch), sessionId }
   let status = 'unknown';
@@ -404,12 +424,19 @@ export function createAuthClient(options) {
   }
 
   /**
-   * `fetch` with the access token attached. Relative URLs resolve against `baseUrl`. Refreshes
-   * first when the token expires within the margin, and once more (then retries once) on a 401.
+   * `fetch` with the access token attached. Relative URLs resolve against `baseUrl`; absolute
+   * ones must be on authd's origin or one of `resourceOrigins`. Refreshes first when the token
+   * expires within the margin, and once more (then retries once) on a 401.
    */
   async function authFetch(input, init) {
     const url = typeof input === 'string' && input.startsWith('/') ? baseUrl + input : input;
     const base = new Request(url, init);
+    const origin = new URL(base.url).origin;
+    if (!tokenOrigins.has(origin)) {
+      throw new AuthError(0, 'origin_not_allowed',
+        `auth.fetch sends the access token only to authd (${baseUrl}) and the resourceOrigins; ` +
+        `${origin} is neither: add it to resourceOrigins if it is your API, or use fetch()`);
+    }
     const send = (t) => {
       const req = base.clone();
       if (t) req.headers.set('Authorization', `Bearer ${t.accessToken}`);

@@ -1,12 +1,13 @@
 // What every browser test needs: authd (the release binary, a temp SQLite database, a free
 // port), the demo page on another origin, Debian's Chromium in a fresh profile, and a few
 // helpers that talk to authd from outside the browser.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, existsSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 import { startStaticServer } from './serve.mjs';
 
@@ -32,14 +33,22 @@ export function freePort() {
   });
 }
 
-// authd processes still running: killed if this test process ends without its teardown.
+// Child processes still running (authd, the hapi example): killed if this test process ends
+// without its teardown.
 const children = new Set();
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
+/** Kills `child` if this test process ends before it does. */
+export function killOnExit(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
 
 /** Starts authd on a free port with a fresh SQLite database; resolves once /readyz is 200. */
 export async function startAuthd({ name, allowedOrigins, env = {} }) {
   if (!existsSync(authdBin)) throw new Error(`${authdBin} is missing: run cargo build --release`);
   const dir = mkdtempSync(join(tmpdir(), 'authd-browser-'));
+  const databaseUrl = `sqlite://${join(dir, 'authd.db')}?mode=rwc`;
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
@@ -49,7 +58,7 @@ export async function startAuthd({ name, allowedOrigins, env = {} }) {
       env: {
         PATH: process.env.PATH,
         RUST_LOG: 'info',
-        DATABASE_URL: `sqlite://${join(dir, 'authd.db')}?mode=rwc`,
+        DATABASE_URL: databaseUrl,
         AUTHD_LISTEN: `127.0.0.1:${port}`,
         AUTHD_ALLOWED_ORIGINS: allowedOrigins.join(','),
         AUTHD_RATE_LIMITS: 'off',
@@ -58,9 +67,9 @@ export async function startAuthd({ name, allowedOrigins, env = {} }) {
       stdio: ['ignore', log, log],
     });
     closeSync(log);
-    children.add(child);
+    killOnExit(child);
     let exited = null;
-    child.once('exit', (code, signal) => { exited = { code, signal }; children.delete(child); });
+    child.once('exit', (code, signal) => { exited = { code, signal }; });
     const deadline = Date.now() + 30_000;
     while (!exited && Date.now() < deadline) {
       try {
@@ -70,6 +79,7 @@ export async function startAuthd({ name, allowedOrigins, env = {} }) {
             url,
             port,
             logPath,
+            databaseUrl,
             async stop() {
               if (!exited) {
                 child.kill('SIGTERM');
@@ -191,6 +201,25 @@ export async function waitForLogLine(authd, match, timeout = 5000) {
     const line = authdLog(authd).split('\n').find(match);
     if (line) return line;
     if (Date.now() > deadline) throw new Error(`no such line in ${authd.logPath} after ${timeout} ms`);
+    await sleep(50);
+  }
+}
+
+/**
+ * Creates a service key with `authd service-keys create` (as an operator would); resolves to the
+ * key once the running authd takes it, which is at its next sync (within 500 ms).
+ */
+export async function createServiceKey(authd, { name, scope }) {
+  const { stdout } = await promisify(execFile)(authdBin, ['service-keys', 'create', '--name', name, '--scope', scope], {
+    env: { PATH: process.env.PATH, DATABASE_URL: authd.databaseUrl },
+  });
+  const key = stdout.trim();
+  if (!key.startsWith('authd_sk_')) throw new Error(`service-keys create printed no key: ${JSON.stringify(stdout)}`);
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const res = await fetch(`${authd.url}/auth/revocations?limit=1`, { headers: { authorization: `Bearer ${key}` } });
+    if (res.status !== 401) return key;
+    if (Date.now() > deadline) throw new Error(`authd did not take the new service key ${name} within 5 s`);
     await sleep(50);
   }
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Browser tests of authd and the SPA client (examples/spa) in Debian's headless Chromium.
+# Browser tests of authd and the SPA client (examples/spa) in Debian's headless Chromium, and of
+# the SPA calling the hapi example (examples/hapi) on a third origin.
 # Installs what they need (Debian's chromium, playwright-core via npm ci: never a Playwright
-# browser download), builds the release binary unless it is fresh, runs the tests.
+# browser download; the hapi example and the Node verifier kit it links, built), builds the
+# release binary unless it is fresh, runs the tests.
 # Screenshots and authd logs land in target/browser-artifacts/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,6 +29,9 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [[ ! -d node_modules/playwright-core ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# hapi.test.mjs runs examples/hapi: its dependencies, and clients/node's, with the kit's dist/
+# built (npm does not build a file: dependency). Each step only when missing or out of date.
+bash "$root/examples/hapi/setup.sh"
 
 if [[ -z "${AUTHD_BIN:-}" ]]; then
   # Cargo decides whether the binary is fresh (a no-op when it is): a stale one would test
