@@ -13,6 +13,8 @@
 #   benches/perf.sh feed [all|propagation|throughput|verify-cost|held|held-rss|memory|memory-diag|summary]
 #                                           # revocation feed + verifier kit (examples/feedbench.rs),
 #                                           # 3 runs each, into benches/results/2026-12-02/
+#   benches/kits/run.sh all|throughput|memory|verify-cost|fastapi-dep|summary
+#                                           # the Node and Python kits (a script of its own)
 #
 # Results are JSON lines appended to $OUT (default benches/results/<backend>-<what>.jsonl).
 # Environment: PORT (18080), PG (postgres://postgres@127.0.0.1:5432), DURATION (15), RUNS (3),
