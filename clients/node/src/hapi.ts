@@ -72,7 +72,7 @@ export const authdHapi: Plugin<void> = {
       const ours = (request.plugins as Record<string, { missing?: boolean } | undefined>)[NAME];
       if (ours?.missing && "isBoom" in response && response.isBoom && response.output.statusCode === 401) {
         response.output.payload = refusal(undefined).body;
-        response.output.headers["Cache-Control"] = "no-store";
+        response.output.headers["cache-control"] = "no-store";
       }
       return h.continue;
     });
@@ -96,7 +96,12 @@ function boom(error: VerifyError | undefined): BoomLike {
   err.isServer = answer.status >= 500;
   err.isMissing = error === undefined;
   err.data = null;
-  err.output = { statusCode: answer.status, payload: { ...answer.body }, headers: { ...answer.headers } };
+  // hapi adds its own `cache-control: no-cache` unless it finds that lower-case key (and it
+  // reads `WWW-Authenticate` with that spelling, so the rest stay as they are).
+  const { "Cache-Control": cacheControl, ...rest } = answer.headers as Record<string, string>;
+  const headers: Record<string, string> = { ...rest };
+  if (cacheControl !== undefined) headers["cache-control"] = cacheControl;
+  err.output = { statusCode: answer.status, payload: { ...answer.body }, headers };
   Object.defineProperty(err, "reformat", { value: () => err.output, configurable: true });
   return err;
 }

@@ -49,6 +49,7 @@ export function assertUnauthorized(answer: Answer, what: string): void {
   assert.equal(answer.headers.get("www-authenticate"), 'Bearer error="invalid_token"', what);
   assert.match(answer.headers.get("content-type") ?? "", /^application\/json/, what);
   assert.equal(answer.body.error, "invalid_token", what);
+  assert.equal(answer.headers.get("cache-control"), "no-store", what);
   assert.equal(typeof answer.body.message, "string", what);
 }
 
@@ -58,6 +59,7 @@ export function assertUnavailable(answer: Answer, what: string): void {
   assert.equal(answer.headers.get("retry-after"), "1", what);
   assert.equal(answer.headers.get("www-authenticate"), null, what);
   assert.equal(answer.body.error, "service_unavailable", what);
+  assert.equal(answer.headers.get("cache-control"), "no-store", what);
   assert.equal(typeof answer.body.message, "string", what);
 }
 
