@@ -129,6 +129,7 @@ fn main() -> Result<(), BoxError> {
     let subject = Subject {
         user_id: &user_id,
         email: "ada@example.com",
+        app_metadata: None,
         session_id: &session_id,
         session_expires_at: now + 86_400,
     };
@@ -249,6 +250,8 @@ async fn bench_store_rotate(url: &str) -> Result<(Vec<f64>, Vec<f64>), BoxError>
             email: "bench@example.com".into(),
             password_hash: BENCH_PASSWORD_HASH.into(),
             now,
+            email_verified: false,
+            created_by: None,
         })
         .await?;
 
@@ -316,6 +319,7 @@ async fn new_chain(store: &Store, user_id: &str, now: i64) -> Result<RefreshToke
             token_hash: rt.hash(),
             verified_password_hash: BENCH_PASSWORD_HASH.into(),
             max_sessions: 0,
+            persistent: true,
         })
         .await?
         .ok_or("the bench user's credentials changed")?;

@@ -683,6 +683,8 @@ async fn seed(args: &Args) -> Result<String, BoxError> {
             email: format!("seed-{user_id}@loadgen.example.com"),
             password_hash,
             now,
+            email_verified: false,
+            created_by: None,
         })
         .await?;
 

@@ -189,6 +189,7 @@ pub async fn start(
         session_max_secs: cfg.session_max_secs,
         reuse_grace_secs: cfg.reuse_grace_secs,
         max_sessions_per_user: cfg.max_sessions_per_user,
+        short_session_max_secs: cfg.short_session_max_secs,
     };
     let sessions = Sessions::new(
         store,

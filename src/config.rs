@@ -91,6 +91,12 @@ pub struct ServeConfig {
     #[arg(long, env = "AUTHD_SESSION_MAX_SECS", value_name = "AUTHD_SESSION_MAX_SECS", default_value_t = 2_592_000, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
     pub session_max_secs: i64,
 
+    /// Absolute limit, in seconds, of a session opened with `"remember": false` (a shared
+    /// computer): its cookie has no `Max-Age`, so it also ends when the browser closes. Never
+    /// longer than `AUTHD_SESSION_MAX_SECS`.
+    #[arg(long, env = "AUTHD_SHORT_SESSION_MAX_SECS", value_name = "AUTHD_SHORT_SESSION_MAX_SECS", default_value_t = 43_200, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
+    pub short_session_max_secs: i64,
+
     /// Seconds after a rotation during which the rotated refresh token returns the same
     /// successor instead of counting as reuse; 0 turns the grace window off.
     #[arg(long, env = "AUTHD_REUSE_GRACE_SECS", value_name = "AUTHD_REUSE_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=300))]
@@ -201,6 +207,7 @@ impl Default for ServeConfig {
             access_ttl_secs: 300,
             refresh_idle_secs: 1_209_600,
             session_max_secs: 2_592_000,
+            short_session_max_secs: 43_200,
             reuse_grace_secs: 10,
             max_sessions_per_user: 100,
             allowed_origins: Origins::default(),

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::policy::{self, LogoutScope};
+use crate::store::admin::{Patched, UserPatch};
 use crate::store::{
-    ClientMeta, EndReason, EndedSession, NewSession, RotateRequest, Rotation, SessionId,
+    ClientMeta, EndReason, EndedSession, NewSession, Profile, RotateRequest, Rotation, SessionId,
     SessionInfo, SessionScope, Store, StoreError, Successor, User, UserId,
 };
 use crate::tokens::access::Subject;
@@ -35,6 +36,8 @@ pub struct Rules {
     pub session_max_secs: i64,
     pub reuse_grace_secs: i64,
     pub max_sessions_per_user: u64,
+    /// Absolute limit of a session opened with `"remember": false`.
+    pub short_session_max_secs: i64,
 }
 
 /// Tokens just issued for a session.
@@ -125,15 +128,22 @@ impl Sessions {
 
     /// Opens a session for `user`, whose password hash `user.password_hash` the caller just
     /// verified. `None` when that hash is no longer the user's, or the user was disabled, by
-    /// the time the session commits. Sessions past the per-user limit end here.
+    /// the time the session commits. Sessions past the per-user limit (the user's own, else the
+    /// server's) end here. `remember: false` opens a short session for a shared computer.
     pub async fn open(
         &self,
         user: &User,
         meta: ClientMeta,
+        remember: bool,
     ) -> Result<Option<Issued>, ServiceError> {
         let rules = self.rules()?;
         let refresh = mint()?;
         let now = self.now();
+        let max_secs = if remember {
+            rules.session_max_secs
+        } else {
+            rules.short_session_max_secs.min(rules.session_max_secs)
+        };
         let opened = self
             .0
             .store
@@ -142,18 +152,23 @@ impl Sessions {
                 user_id: user.id.clone(),
                 now,
                 idle_secs: rules.refresh_idle_secs,
-                max_secs: rules.session_max_secs,
+                max_secs,
                 meta,
                 token_hash: refresh.hash(),
                 verified_password_hash: user.password_hash.clone(),
-                max_sessions: rules.max_sessions_per_user,
+                max_sessions: user.max_sessions.unwrap_or(rules.max_sessions_per_user),
+                persistent: remember,
             })
             .await?;
         let Some(opened) = opened else {
             return Ok(None);
         };
         self.mirror(&opened.evicted, EndReason::Evicted);
-        Ok(Some(self.issue(opened.session, &user.email, refresh)?))
+        Ok(Some(self.issue(
+            opened.session,
+            &user.profile(),
+            refresh,
+        )?))
     }
 
     /// Presents a refresh token: rotates it, answers a grace replay with the session's
@@ -184,13 +199,13 @@ impl Sessions {
             })
             .await?;
         match outcome {
-            Rotation::Rotated { session, email } => {
+            Rotation::Rotated { session, profile } => {
                 self.count(RefreshOutcome::Rotated);
-                Ok(Refreshed::Issued(self.issue(session, &email, successor)?))
+                Ok(Refreshed::Issued(self.issue(session, &profile, successor)?))
             }
             Rotation::Replayed {
                 session,
-                email,
+                profile,
                 chain,
             } => {
                 // Each link opens with the token before it: only a holder of the presented
@@ -206,7 +221,7 @@ impl Sessions {
                     }
                 }
                 self.count(RefreshOutcome::GraceReplay);
-                Ok(Refreshed::Issued(self.issue(session, &email, current)?))
+                Ok(Refreshed::Issued(self.issue(session, &profile, current)?))
             }
             Rotation::Reused(ended) => {
                 self.reuse_detected(
@@ -343,10 +358,43 @@ impl Sessions {
         Ok(ended)
     }
 
+    /// Applies an admin's `patch` to the user; a disable ends every session, here as in every
+    /// end.
+    pub async fn update_user(
+        &self,
+        user_id: &UserId,
+        patch: UserPatch,
+        meta: &ClientMeta,
+    ) -> Result<Patched, ServiceError> {
+        let patched = self
+            .0
+            .store
+            .update_user(user_id, patch, self.now(), meta)
+            .await?;
+        if let Patched::Updated { ended, .. } = &patched {
+            self.mirror(ended, EndReason::Disabled);
+        }
+        Ok(patched)
+    }
+
+    /// Deletes the user after ending every session (see `Store::delete_user`). `false` when
+    /// there is no such user.
+    pub async fn delete_user(
+        &self,
+        user_id: &UserId,
+        meta: &ClientMeta,
+    ) -> Result<bool, ServiceError> {
+        let deleted = self.0.store.delete_user(user_id, self.now(), meta).await?;
+        if let Some(ended) = &deleted {
+            self.mirror(ended, EndReason::Deleted);
+        }
+        Ok(deleted.is_some())
+    }
+
     fn issue(
         &self,
         session: SessionInfo,
-        email: &str,
+        profile: &Profile,
         refresh: RefreshToken,
     ) -> Result<Issued, ServiceError> {
         let access = self
@@ -357,7 +405,8 @@ impl Sessions {
         let (access_token, expires_in) = access
             .sign(&Subject {
                 user_id: &session.user_id,
-                email,
+                email: &profile.email,
+                app_metadata: profile.app_metadata.as_deref(),
                 session_id: &session.id,
                 session_expires_at: session.absolute_expires_at,
             })

@@ -7,12 +7,14 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub user_id: String,
-    /// `login`, `login_failed`, `logout`, `session_revoked`, `refresh_token_reused`, `password_changed`.
+    /// See `EventKind` in the server: `login`, `logout`, `session_revoked`, `user_deleted`, ...
     pub kind: String,
     pub at: i64,
     pub session_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Who acted when it was not the user: `service_key:NAME`.
+    pub actor: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,9 @@ pub struct Model {
     pub absolute_expires_at: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// False for a login with `"remember": false`: a cookie without `Max-Age` and a short
+    /// absolute limit.
+    pub persistent: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,13 @@ pub struct Model {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Set by an admin (and, later, by a verification link).
+    pub email_verified: bool,
+    /// A JSON object (at most 2 KiB) that only admins write; access tokens carry it.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub app_metadata: Option<String>,
+    /// The user's own cap on live sessions; `None`: the server's.
+    pub max_sessions: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ mod m20261126_000002_partial_used_index;
 mod m20261202_000003_issuing_policy;
 mod m20261202_000004_secrets;
 mod m20261202_000005_feed_and_service_keys;
+mod m20261202_000006_admin_and_session_policies;
 
 /// Runs every migration in order; `authd migrate` and `authd serve` call it.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_issuing_policy::Migration),
             Box::new(m20261202_000004_secrets::Migration),
             Box::new(m20261202_000005_feed_and_service_keys::Migration),
+            Box::new(m20261202_000006_admin_and_session_policies::Migration),
         ]
     }
 }

@@ -49,6 +49,12 @@ impl CookiePolicy {
         )
     }
 
+    /// `Set-Cookie` value carrying `token` until the browser closes (no `Max-Age`): for a
+    /// session opened with `"remember": false`. The session's own limits still apply.
+    pub fn set_until_closed(&self, token: &str) -> String {
+        format!("{}={token}; {}", self.name(), self.attributes())
+    }
+
     /// `Set-Cookie` value that removes the cookie: empty, `Max-Age=0`, same name, path and
     /// attributes.
     pub fn expire(&self) -> String {

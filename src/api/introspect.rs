@@ -51,6 +51,9 @@ pub struct Introspection {
     /// The user's email.
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
+    /// What admins set in the user's `app_metadata`, as of the token's issue.
+    #[oai(skip_serializing_if_is_none)]
+    pub app_metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 impl poem_openapi::types::Example for IntrospectionRequest {
@@ -75,6 +78,7 @@ impl poem_openapi::types::Example for Introspection {
             iat: Some(1_790_000_000),
             jti: Some("7d1f3e2a-4b5c-4d6e-8f90-a1b2c3d4e5f6".into()),
             email: Some("ada@example.com".into()),
+            app_metadata: None,
         }
     }
 }
@@ -126,6 +130,7 @@ impl IntrospectApi {
                 iat: Some(c.iat),
                 jti: Some(c.jti),
                 email: Some(c.email),
+                app_metadata: c.app_metadata.map(|m| m.into_iter().collect()),
             },
             Err(reason) => {
                 tracing::debug!(%reason, "introspection: inactive");

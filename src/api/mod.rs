@@ -12,6 +12,7 @@ use crate::sessions::Sessions;
 use crate::store::{ClientMeta, Store};
 use crate::tokens::{AccessClaims, AccessTokens};
 
+pub mod admin;
 pub mod auth;
 pub mod cookies;
 pub mod diagnose;
@@ -128,7 +129,11 @@ impl AppState {
             .get(poem::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(MAX_USER_AGENT).collect());
-        ClientMeta { ip, user_agent }
+        ClientMeta {
+            ip,
+            user_agent,
+            actor: None,
+        }
     }
 }
 
@@ -185,6 +190,9 @@ pub enum Tag {
     Health,
     /// For resource servers, with a service key: the revocation feed and introspection.
     ResourceServers,
+    /// For back offices, with a service key of scope `admin`: users, their sessions, the audit
+    /// trail.
+    Admin,
 }
 
 /// The access token from login or refresh, as `Authorization: Bearer <access_token>`: an EdDSA
@@ -234,6 +242,8 @@ pub type Api = (
     keys::KeysApi,
     revocations::RevocationsApi,
     introspect::IntrospectApi,
+    admin::AdminUsersApi,
+    admin::AdminEventsApi,
     health::HealthApi,
 );
 

@@ -39,7 +39,10 @@ impl ServiceKeyAuth {
     }
 }
 
-async fn check_service_key(req: &Request, bearer: Bearer) -> poem::Result<Arc<ServiceKey>> {
+pub(super) async fn check_service_key(
+    req: &Request,
+    bearer: Bearer,
+) -> poem::Result<Arc<ServiceKey>> {
     let state = req.data::<AppState>().ok_or(ApiError::Internal)?;
     let ip = state.client_meta(req).ip.unwrap_or_default();
     let limiter = &state.limits.service_key_ip;

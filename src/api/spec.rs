@@ -356,7 +356,7 @@ mod tests {
             allowed_methods("/auth/sessions/abc").as_deref(),
             Some("DELETE")
         );
-        assert_eq!(allowed_methods("/me").as_deref(), Some("GET"));
+        assert_eq!(allowed_methods("/me").as_deref(), Some("DELETE, GET"));
         assert_eq!(allowed_methods("/auth/sessions/"), None);
         assert_eq!(allowed_methods("/nope"), None);
     }

@@ -40,6 +40,8 @@ pub enum EndReason {
     PasswordChanged,
     /// An operator disabled the user.
     Disabled,
+    /// The user was deleted (by an admin or by themselves).
+    Deleted,
     /// An operator revoked the user's sessions.
     Operator,
     /// A login went past the per-user session limit; the oldest session made room.
@@ -55,6 +57,7 @@ impl EndReason {
             Self::Reused => "reuse",
             Self::PasswordChanged => "password_change",
             Self::Operator | Self::Disabled => "operator",
+            Self::Deleted => "user_deleted",
             Self::Evicted => "session_limit",
         }
     }
@@ -67,6 +70,7 @@ impl EndReason {
             Self::Reused => "refresh_token_reused",
             Self::PasswordChanged => "password_changed",
             Self::Disabled => "user_disabled",
+            Self::Deleted => "user_deleted",
         }
     }
 
@@ -78,6 +82,7 @@ impl EndReason {
             | Self::Revoked
             | Self::PasswordChanged
             | Self::Disabled
+            | Self::Deleted
             | Self::Operator
             | Self::Evicted => EventKind::SessionRevoked,
         }

@@ -33,6 +33,7 @@ pub(super) fn row(
         session_id: Set(session_id.map(str::to_owned)),
         ip: Set(meta.ip.clone()),
         user_agent: Set(meta.user_agent.clone()),
+        actor: Set(meta.actor.clone()),
     }
 }
 

@@ -17,6 +17,7 @@ use sea_orm::{
 
 use crate::config::DbConfig;
 
+pub mod admin;
 mod ending;
 mod events;
 pub mod feed;
@@ -42,7 +43,7 @@ pub use rotation::{MAX_BATCH, RotateRequest, Rotation, Successor};
 pub use service_keys::ServiceKeyInfo;
 pub use sessions::{NewSession, Opened, SessionInfo};
 pub use types::{ClientMeta, EventKind};
-pub use users::{NewUser, User};
+pub use users::{NewUser, Profile, User};
 
 /// The Postgres advisory-lock key that serialises migrations ("authd-mi" as an integer).
 const MIGRATION_LOCK: i64 = 0x6175_7468_642d_6d69;

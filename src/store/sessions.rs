@@ -23,6 +23,8 @@ pub struct SessionInfo {
     pub absolute_expires_at: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// False for a login with `"remember": false`: its cookie has no `Max-Age`.
+    pub persistent: bool,
 }
 
 impl SessionInfo {
@@ -57,6 +59,7 @@ impl From<sessions::Model> for SessionInfo {
             absolute_expires_at: m.absolute_expires_at,
             user_agent: m.user_agent,
             ip: m.ip,
+            persistent: m.persistent,
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct NewSession {
     pub verified_password_hash: String,
     /// Most live sessions the user may have; the oldest beyond it end. 0: no limit.
     pub max_sessions: u64,
+    /// False for `"remember": false` (the caller already shortened `max_secs`).
+    pub persistent: bool,
 }
 
 impl std::fmt::Debug for NewSession {
@@ -112,6 +117,7 @@ impl Store {
             absolute_expires_at: new.now + new.max_secs,
             user_agent: new.meta.user_agent.clone(),
             ip: new.meta.ip.clone(),
+            persistent: new.persistent,
         };
         let (txn, _gate) = self.begin_write().await?;
         let inserted = txn
@@ -321,6 +327,7 @@ fn insert_if_credentials_hold(
             Expr::val(row.absolute_expires_at),
             Expr::val(row.user_agent.clone()),
             Expr::val(row.ip.clone()),
+            Expr::val(row.persistent),
         ])
         .from(users::Entity)
         .and_where(Expr::col((users::Entity, U::Id)).eq(row.user_id.clone()))
@@ -338,6 +345,7 @@ fn insert_if_credentials_hold(
         S::AbsoluteExpiresAt,
         S::UserAgent,
         S::Ip,
+        S::Persistent,
     ]);
     insert
         .select_from(select)

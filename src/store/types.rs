@@ -5,6 +5,9 @@
 pub struct ClientMeta {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Who acted, when it is not the user (`service_key:NAME` for the admin API); recorded
+    /// with every event the request causes.
+    pub actor: Option<String>,
 }
 
 /// The kinds of security event.
@@ -16,9 +19,42 @@ pub enum EventKind {
     SessionRevoked,
     RefreshTokenReused,
     PasswordChanged,
+    /// An admin created the account.
+    UserCreated,
+    UserDisabled,
+    UserEnabled,
+    /// The account was deleted (by an admin or by the user): the last event it gets.
+    UserDeleted,
+    EmailChanged,
+    EmailVerificationChanged,
+    AppMetadataChanged,
+    SessionLimitChanged,
 }
 
 impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 14] = [
+        Self::Login,
+        Self::LoginFailed,
+        Self::Logout,
+        Self::SessionRevoked,
+        Self::RefreshTokenReused,
+        Self::PasswordChanged,
+        Self::UserCreated,
+        Self::UserDisabled,
+        Self::UserEnabled,
+        Self::UserDeleted,
+        Self::EmailChanged,
+        Self::EmailVerificationChanged,
+        Self::AppMetadataChanged,
+        Self::SessionLimitChanged,
+    ];
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The name clients see.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,6 +64,14 @@ impl EventKind {
             Self::SessionRevoked => "session_revoked",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::PasswordChanged => "password_changed",
+            Self::UserCreated => "user_created",
+            Self::UserDisabled => "user_disabled",
+            Self::UserEnabled => "user_enabled",
+            Self::UserDeleted => "user_deleted",
+            Self::EmailChanged => "email_changed",
+            Self::EmailVerificationChanged => "email_verification_changed",
+            Self::AppMetadataChanged => "app_metadata_changed",
+            Self::SessionLimitChanged => "session_limit_changed",
         }
     }
 }

@@ -2,6 +2,7 @@
 use entity::users;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
 
+use super::types::{ClientMeta, EventKind};
 use super::{Store, StoreError};
 
 /// An account as the rest of the server sees it.
@@ -12,6 +13,30 @@ pub struct User {
     pub password_hash: String,
     pub disabled: bool,
     pub created_at: i64,
+    pub updated_at: i64,
+    pub email_verified: bool,
+    /// A JSON object, as stored (checked when written).
+    pub app_metadata: Option<String>,
+    /// The user's own session cap; `None`: the server's.
+    pub max_sessions: Option<u64>,
+}
+
+impl User {
+    /// What this user's access tokens say about them.
+    pub fn profile(&self) -> Profile {
+        Profile {
+            email: self.email.clone(),
+            app_metadata: self.app_metadata.clone(),
+        }
+    }
+}
+
+/// What an access token says about its user, read with the session it is issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub email: String,
+    /// A JSON object, as stored.
+    pub app_metadata: Option<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -31,6 +56,10 @@ impl From<users::Model> for User {
             password_hash: m.password_hash,
             disabled: m.disabled,
             created_at: m.created_at,
+            updated_at: m.updated_at,
+            email_verified: m.email_verified,
+            app_metadata: m.app_metadata,
+            max_sessions: m.max_sessions.and_then(|n| u64::try_from(n).ok()),
         }
     }
 }
@@ -43,6 +72,9 @@ pub struct NewUser {
     pub email: String,
     pub password_hash: String,
     pub now: i64,
+    pub email_verified: bool,
+    /// An admin's request: recorded as `user_created` with its actor. `None`: registration.
+    pub created_by: Option<ClientMeta>,
 }
 
 impl Store {
@@ -50,12 +82,15 @@ impl Store {
     /// racing registrations cannot both win).
     pub async fn create_user(&self, new: NewUser) -> Result<bool, StoreError> {
         let row = users::ActiveModel {
-            id: Set(new.id),
+            id: Set(new.id.clone()),
             email: Set(new.email),
             password_hash: Set(new.password_hash),
             disabled: Set(false),
             created_at: Set(new.now),
             updated_at: Set(new.now),
+            email_verified: Set(new.email_verified),
+            app_metadata: Set(None),
+            max_sessions: Set(None),
         };
         let (txn, _gate) = self.begin_write().await?;
         match users::Entity::insert(row)
@@ -63,6 +98,10 @@ impl Store {
             .await
         {
             Ok(_) => {
+                if let Some(meta) = &new.created_by {
+                    let kind = EventKind::UserCreated;
+                    super::events::record(&txn, &new.id, kind, new.now, None, meta).await?;
+                }
                 txn.commit().await?;
                 Ok(true)
             }

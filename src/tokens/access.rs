@@ -35,6 +35,10 @@ pub struct AccessClaims {
     pub exp: i64,
     /// The user's email, so that `/me` needs no database read.
     pub email: String,
+    /// What admins wrote in the user's `app_metadata` (a JSON object, at most 2 KiB), as of
+    /// the token's issue: roles, plan, tenant. Left out when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl AccessClaims {
@@ -142,6 +146,8 @@ impl std::fmt::Debug for AccessTokens {
 pub struct Subject<'a> {
     pub user_id: &'a str,
     pub email: &'a str,
+    /// The user's `app_metadata` as stored (a JSON object).
+    pub app_metadata: Option<&'a str>,
     pub session_id: &'a str,
     /// The session's absolute end: no token outlives its session.
     pub session_expires_at: i64,
@@ -213,6 +219,10 @@ impl AccessTokens {
             iat: now,
             exp,
             email: subject.email.to_owned(),
+            app_metadata: match subject.app_metadata {
+                Some(raw) => Some(serde_json::from_str(raw).map_err(|_| KeyError::Claims)?),
+                None => None,
+            },
         };
         // A compact JWS (RFC 7515): header.claims.signature, base64url without padding. Signed
         // here with the cached key pair; verification goes through jsonwebtoken.

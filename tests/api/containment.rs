@@ -25,6 +25,7 @@ async fn seed_sessions(app: &TestApp, user_id: &str, n: usize) {
             absolute_expires_at: Set(now + 7200),
             user_agent: Set(Some("seeded".into())),
             ip: Set(None),
+            persistent: Set(true),
         })
         .collect();
     let db = app.state().store().connection();
@@ -156,6 +157,7 @@ async fn a_login_whose_verified_password_was_replaced_meanwhile_opens_no_session
         token_hash: authd::tokens::RefreshToken::mint().unwrap().hash(),
         verified_password_hash: hash,
         max_sessions: 0,
+        persistent: true,
     };
     // As if the password had changed between the argon2 check and the insert.
     let stale = store

@@ -7,6 +7,7 @@ use crate::metrics::LoginOutcome;
 use crate::policy;
 use crate::ratelimit::Limiter;
 use crate::store::{ClientMeta, EventKind, User};
+use crate::tokens::AccessClaims;
 
 /// A login attempt: the buckets its failure would count against.
 pub struct Attempt<'a> {
@@ -91,4 +92,32 @@ pub async fn check_password(
     }
     state.metrics.login(LoginOutcome::InvalidCredentials);
     Err(ApiError::InvalidCredentials)
+}
+
+/// The caller's account, once `password` proved to be its current password (for changing the
+/// password or deleting the account). Throttled like login: a stolen access token must not buy
+/// unlimited guesses of the current password, nor unlimited argon2 work.
+pub async fn check_current_password(
+    state: &AppState,
+    meta: &ClientMeta,
+    claims: &AccessClaims,
+    password: String,
+    operation: &str,
+) -> Result<User, ApiError> {
+    let ip = meta.ip.clone().unwrap_or_default();
+    state.throttle(&state.limits.login_ip, &ip, operation)?;
+    let wait = state.limits.password_user.wait_secs(&claims.sub);
+    state.refuse_for(wait, operation)?;
+    let user = state
+        .sessions
+        .store()
+        .user_by_id(&claims.sub)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    let phc = Some(user.password_hash.clone());
+    if !state.hasher.verify(password, phc).await? {
+        let _ = state.limits.password_user.take(&claims.sub);
+        return Err(ApiError::InvalidCredentials);
+    }
+    Ok(user)
 }

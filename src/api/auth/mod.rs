@@ -8,7 +8,7 @@ use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 
 mod credentials;
-mod login;
+pub(crate) mod login;
 pub mod types;
 
 use self::credentials::{Presented, logout_credentials, presented_refresh_token};
@@ -76,10 +76,11 @@ fn answer(
     let token = issued.refresh.expose().to_owned();
     let (body_token, cookie) = match delivery {
         Delivery::Body => (Some(token), None),
-        Delivery::Cookie => (
+        Delivery::Cookie if issued.session.persistent => (
             None,
             Some(state.http.cookies.set(&token, refresh_expires_in)),
         ),
+        Delivery::Cookie => (None, Some(state.http.cookies.set_until_closed(&token))),
     };
     TokenIssued::Ok(
         Json(TokenResponse {
@@ -126,6 +127,8 @@ impl AuthApi {
             email: email.clone(),
             password_hash,
             now: state.clock.now(),
+            email_verified: false,
+            created_by: None,
         };
         if !state.sessions.store().create_user(user).await? {
             return Err(ApiError::EmailTaken.into());
@@ -156,12 +159,15 @@ impl AuthApi {
             password,
             delivery,
             device_token,
+            remember,
         } = body.0;
         let attempt = login::throttle(&state, req, &email, device_token.0.as_deref())?;
         let user = login::check_password(&state, &attempt, &email, password.into_inner()).await?;
         // `None`: the password changed or the account was disabled while the hash was being
         // checked; the login verified a credential that no longer holds.
-        let Some(issued) = state.sessions.open(&user, attempt.meta.clone()).await? else {
+        let remember = remember.0.unwrap_or(true);
+        let opened = state.sessions.open(&user, attempt.meta.clone(), remember);
+        let Some(issued) = opened.await? else {
             state.metrics.login(LoginOutcome::InvalidCredentials);
             return Err(ApiError::InvalidCredentials.into());
         };
@@ -317,26 +323,8 @@ impl AuthApi {
             return Err(ApiError::WeakPassword.into());
         }
         let meta = state.client_meta(req);
-        // Throttled like login: a stolen access token must not buy unlimited guesses of the
-        // current password, nor unlimited argon2 work.
-        let ip = meta.ip.clone().unwrap_or_default();
-        state.throttle(&state.limits.login_ip, &ip, "password")?;
-        let wait = state.limits.password_user.wait_secs(&claims.sub);
-        state.refuse_for(wait, "password")?;
-        let store = state.sessions.store();
-        let user = store
-            .user_by_id(&claims.sub)
-            .await?
-            .ok_or(ApiError::InvalidToken)?;
         let current = current_password.into_inner();
-        if !state
-            .hasher
-            .verify(current, Some(user.password_hash))
-            .await?
-        {
-            let _ = state.limits.password_user.take(&claims.sub);
-            return Err(ApiError::InvalidCredentials.into());
-        }
+        login::check_current_password(&state, &meta, &claims, current, "password").await?;
         let hash = state.hasher.hash(new_password.into_inner()).await?;
         state
             .sessions

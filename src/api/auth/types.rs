@@ -76,6 +76,10 @@ pub struct LoginRequest {
     /// account, so an attacker guessing from elsewhere cannot lock this client out.
     #[oai(validator(max_length = 256))]
     pub device_token: Optional<StrictString>,
+    /// `false` for a shared computer: the session ends after `AUTHD_SHORT_SESSION_MAX_SECS`
+    /// (default 12 hours) whatever happens, and its refresh cookie has no `Max-Age`, so the
+    /// browser also drops it when it closes. Default `true`.
+    pub remember: Optional<bool>,
 }
 
 impl poem_openapi::types::Example for LoginRequest {
@@ -85,6 +89,7 @@ impl poem_openapi::types::Example for LoginRequest {
             password: "correct horse battery staple".into(),
             delivery: Optional(Some(Delivery::Cookie)),
             device_token: Optional(None),
+            remember: Optional(Some(true)),
         }
     }
 }

@@ -26,6 +26,7 @@ use sea_orm::{
 use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
 use super::sessions::SessionInfo;
 use super::types::ClientMeta;
+use super::users::Profile;
 use super::{Store, StoreError};
 use crate::ids::{SessionId, UserId};
 use crate::policy::{self, Decision, MAX_REPLAY_HOPS, Rotated};
@@ -65,13 +66,16 @@ pub struct Successor {
 #[derive(Debug)]
 pub enum Rotation {
     /// The token was current: it is consumed and the successor is now current.
-    Rotated { session: SessionInfo, email: String },
+    Rotated {
+        session: SessionInfo,
+        profile: Profile,
+    },
     /// The token was rotated moments ago (within the grace window): the session's current
     /// token, as the sealed links that lead to it from the presented token. The first link
     /// opens with the presented token, each next one with the token the previous one gave.
     Replayed {
         session: SessionInfo,
-        email: String,
+        profile: Profile,
         chain: Vec<Vec<u8>>,
     },
     /// A rotated token came back outside the grace window: its session is now ended.
@@ -94,7 +98,9 @@ struct Presented {
     absolute_expires_at: i64,
     user_agent: Option<String>,
     ip: Option<String>,
+    persistent: bool,
     email: String,
+    app_metadata: Option<String>,
     disabled: bool,
 }
 
@@ -104,7 +110,7 @@ struct Found {
     generation: i64,
     used_at: Option<i64>,
     session: SessionInfo,
-    email: String,
+    profile: Profile,
     disabled: bool,
 }
 
@@ -122,8 +128,12 @@ impl From<Presented> for Found {
                 absolute_expires_at: p.absolute_expires_at,
                 user_agent: p.user_agent,
                 ip: p.ip,
+                persistent: p.persistent,
             },
-            email: p.email,
+            profile: Profile {
+                email: p.email,
+                app_metadata: p.app_metadata,
+            },
             disabled: p.disabled,
         }
     }
@@ -204,7 +214,7 @@ impl Store {
             };
             outcomes[i] = Some(Rotation::Rotated {
                 session,
-                email: f.email.clone(),
+                profile: f.profile.clone(),
             });
         }
         Ok(outcomes)
@@ -236,7 +246,9 @@ async fn read_presented(
         .column((s, S::AbsoluteExpiresAt))
         .column((s, S::UserAgent))
         .column((s, S::Ip))
+        .column((s, S::Persistent))
         .column((u, U::Email))
+        .column((u, U::AppMetadata))
         .column((u, U::Disabled))
         .from(rt)
         .inner_join(s, Expr::col((s, S::Id)).equals((rt, T::SessionId)))
@@ -353,7 +365,7 @@ async fn settle_rotated(
     ) {
         (Decision::Replay, Some(chain)) => Ok(Rotation::Replayed {
             session: f.session.clone(),
-            email: f.email.clone(),
+            profile: f.profile.clone(),
             chain,
         }),
         _ => {

@@ -38,6 +38,8 @@ async fn scratch() -> Scratch {
             email: "batch@example.com".into(),
             password_hash: "unused".into(),
             now: NOW,
+            email_verified: false,
+            created_by: None,
         })
         .await
         .expect("user");
@@ -65,6 +67,7 @@ async fn session(s: &Scratch) -> RefreshToken {
             token_hash: t.hash(),
             verified_password_hash: "unused".into(),
             max_sessions: 0,
+            persistent: true,
         })
         .await
         .expect("session")
@@ -122,10 +125,10 @@ async fn one_batch_settles_each_request_on_its_own_terms() {
 
     assert!(matches!(
         &outcomes[0],
-        Some(Rotation::Rotated { session, email })
+        Some(Rotation::Rotated { session, profile })
             if session.last_refreshed_at == NOW + 1
                 && session.idle_expires_at == NOW + 1 + 3600
-                && email == "batch@example.com"
+                && profile.email == "batch@example.com"
     ));
     assert!(
         outcomes[1].is_none(),
