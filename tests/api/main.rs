@@ -8,6 +8,7 @@ mod helpers;
 mod process;
 
 mod access_tokens;
+mod admin;
 mod attacks;
 mod cli;
 mod concurrency;
