@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::process::{Authd, feed_key, kid_of, pair, run_cli};
+use crate::process::{Authd, admin_key, feed_key, kid_of, pair, run_cli};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -159,12 +159,15 @@ enum Ending {
     PasswordChange,
     Reuse,
     OperatorCli,
+    AdminDisable,
+    AdminDelete,
 }
 
 #[tokio::test]
 async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second() {
     // Grace off, so that the reuse case below is reuse at once instead of a replay.
     let (a, b) = pair(&[("AUTHD_REUSE_GRACE_SECS", "0")]).await;
+    let admin = admin_key(&[&a, &b]).await;
     let mut measured = Vec::new();
     for ending in [
         Ending::Logout,
@@ -172,6 +175,8 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
         Ending::PasswordChange,
         Ending::Reuse,
         Ending::OperatorCli,
+        Ending::AdminDisable,
+        Ending::AdminDelete,
     ] {
         let mail = email();
         let keeper = a.user(&mail).await;
@@ -229,10 +234,33 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
                 run_cli(&a.db.database_url, &["sessions", "revoke", "--user", &mail]).await;
                 Instant::now()
             }
+            Ending::AdminDisable | Ending::AdminDelete => {
+                let me: Value = a
+                    .get_auth("/me", &victim.access)
+                    .await
+                    .json()
+                    .await
+                    .expect("me");
+                let path = format!("/admin/users/{}", me["user_id"].as_str().expect("id"));
+                let req = if matches!(ending, Ending::AdminDisable) {
+                    a.client
+                        .patch(a.url(&path))
+                        .json(&json!({"disabled": true}))
+                } else {
+                    a.client.delete(a.url(&path))
+                };
+                let r = req.bearer_auth(&admin).send().await.expect("admin");
+                assert!(r.status().is_success(), "{ending:?}: {}", r.status());
+                Instant::now()
+            }
         };
         let took = until_refused(&b, &victim_access, ended_at, &format!("{ending:?}")).await;
         measured.push((ending, took));
-        if !matches!(ending, Ending::OperatorCli) {
+        if matches!(ending, Ending::AdminDisable | Ending::AdminDelete) {
+            // Every session of the user, and at once on the instance that was asked.
+            until_refused(&b, &keeper.access, ended_at, &format!("{ending:?}, keeper")).await;
+            assert_eq!(a.me_status(&keeper.access).await, StatusCode::UNAUTHORIZED);
+        } else if !matches!(ending, Ending::OperatorCli) {
             assert_eq!(
                 b.me_status(&keeper.access).await,
                 StatusCode::OK,

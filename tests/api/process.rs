@@ -232,3 +232,34 @@ pub async fn feed_key(servers: &[&Authd]) -> String {
     .await;
     key
 }
+
+/// A service key with the scope `admin`, made by `authd service-keys create` on the database of
+/// `servers`, once every one of them accepts it.
+pub async fn admin_key(servers: &[&Authd]) -> String {
+    let url = &servers[0].db.database_url;
+    let args = [
+        "service-keys",
+        "create",
+        "--name",
+        "backoffice",
+        "--scope",
+        "admin",
+    ];
+    let key = run_cli(url, &args).await.trim().to_owned();
+    crate::helpers::eventually("every instance knows the admin key", || async {
+        for s in servers {
+            let r = s
+                .client
+                .get(s.url("/admin/users?limit=1"))
+                .bearer_auth(&key)
+                .send()
+                .await;
+            if !r.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    key
+}
