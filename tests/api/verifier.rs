@@ -95,12 +95,16 @@ enum Ending {
     PasswordChange,
     CliSessionsRevoke,
     CliDisable,
+    AdminDisable,
+    AdminDelete,
+    DeleteMe,
 }
 
 #[tokio::test]
 async fn a_resource_server_on_the_kit_refuses_every_ended_session_within_a_second() {
     let app = spawn_app_with(|c| c.reuse_grace_secs = 0).await;
     let key = app.service_key(&[Scope::RevocationsRead]).await;
+    let admin = app.service_key(&[Scope::Admin]).await;
     let verifier = verifier_for(&app.base, &app.base, &key).await;
     let api = ResourceServer::start(verifier.clone()).await;
     let mut measured = Vec::new();
@@ -113,6 +117,9 @@ async fn a_resource_server_on_the_kit_refuses_every_ended_session_within_a_secon
         Ending::PasswordChange,
         Ending::CliSessionsRevoke,
         Ending::CliDisable,
+        Ending::AdminDisable,
+        Ending::AdminDelete,
+        Ending::DeleteMe,
     ] {
         let mail = email();
         let keeper = app.user(&mail).await;
@@ -163,6 +170,35 @@ async fn a_resource_server_on_the_kit_refuses_every_ended_session_within_a_secon
             }
             Ending::CliDisable => {
                 run_cli(&app.db.database_url, &["users", "disable", &mail]).await;
+            }
+            Ending::AdminDisable | Ending::AdminDelete => {
+                let me: serde_json::Value = app
+                    .get_auth("/me", &keeper.access)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let path = app.url(&format!("/admin/users/{}", me["user_id"].as_str().unwrap()));
+                let req = if matches!(ending, Ending::AdminDisable) {
+                    app.client
+                        .patch(path)
+                        .json(&serde_json::json!({"disabled": true}))
+                } else {
+                    app.client.delete(path)
+                };
+                let r = req.bearer_auth(&admin).send().await.unwrap();
+                assert!(r.status().is_success(), "{ending:?}: {}", r.status());
+            }
+            Ending::DeleteMe => {
+                let r = app
+                    .client
+                    .delete(app.url("/me"))
+                    .bearer_auth(&keeper.access)
+                    .json(&serde_json::json!({"current_password": PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::NO_CONTENT);
             }
         }
         let took = api

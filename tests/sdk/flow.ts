@@ -1,7 +1,11 @@
 // The SDK flow in TypeScript, on a client generated from openapi.yaml (openapi-typescript +
 // openapi-fetch): register, login (body delivery), getMe, refresh, reuse of the old refresh
 // token (401, the session is revoked: its new refresh token and its access token fail too),
-// logout. Usage: node dist/flow.js http://127.0.0.1:PORT (the server runs with
+// logout. Then the admin API with a service key of scope `admin` (AUTHD_ADMIN_KEY, made by
+// run.sh): create a user, find it, set its app_metadata (the next refresh's access token carries
+// it), list its sessions, disable it (its access token is refused at once), read its audit trail
+// (each admin action names the key), delete it (404 after). A user's access token is no admin key.
+// Usage: node dist/flow.js http://127.0.0.1:PORT (the server runs with
 // AUTHD_REUSE_GRACE_SECS=0, so a replay is reuse at once).
 import createClient from "openapi-fetch";
 
@@ -15,6 +19,11 @@ if (!baseUrl) {
   throw new Error("usage: node dist/flow.js BASE_URL");
 }
 const client = createClient<paths>({ baseUrl });
+const adminKey = process.env.AUTHD_ADMIN_KEY ?? "";
+if (!adminKey.startsWith("authd_sk_")) {
+  throw new Error("AUTHD_ADMIN_KEY must hold a service key of scope admin (run.sh makes one)");
+}
+const admin = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${adminKey}` } });
 
 let steps = 0;
 function check(cond: boolean, what: string): asserts cond {
@@ -44,6 +53,101 @@ async function login(email: string, password: string): Promise<TokenResponse & {
   check(typeof data.refresh_token === "string", "body delivery returns the refresh token in the body");
   check(response.headers.get("set-cookie") === null, "body delivery sets no cookie");
   return { ...data, refresh_token: data.refresh_token };
+}
+
+/** The claims of a JWT (its middle part, base64url-decoded); the signature is not checked here. */
+function jwtClaims(token: string): Record<string, unknown> {
+  const parts = token.split(".");
+  check(parts.length === 3, "the access token is a JWT (three parts)");
+  return JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
+}
+
+async function adminScenario(): Promise<void> {
+  const email = `ts-admin-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`;
+  const password = "correct horse battery staple";
+
+  // adminCreateUser with a password: 201, the user can log in at once
+  const created = await admin.POST("/admin/users", { body: { email, password } });
+  check(
+    created.response.status === 201 && created.data !== undefined,
+    `adminCreateUser: ${created.response.status} ${JSON.stringify(created.error)}`,
+  );
+  const user = created.data;
+  check(user.email === email && !user.disabled && !user.email_verified, "adminCreateUser: the new user");
+  check(user.app_metadata === undefined || user.app_metadata === null, "adminCreateUser: no app_metadata yet");
+  const userId = user.id;
+
+  // adminListUsers by email prefix
+  const found = await admin.GET("/admin/users", { params: { query: { query: email.slice(0, -"@example.com".length), limit: 10 } } });
+  check(found.response.status === 200 && found.data !== undefined, `adminListUsers: ${found.response.status}`);
+  check(
+    found.data.users.length === 1 && found.data.users[0]!.id === userId && found.data.users[0]!.email === email,
+    `adminListUsers by prefix finds the user alone: ${JSON.stringify(found.data.users.map((u) => u.email))}`,
+  );
+  check(found.data.cursor === null || found.data.cursor === undefined, "adminListUsers: a single page");
+
+  // a user's access token is not an admin key
+  const first = await login(email, password);
+  check(!("app_metadata" in jwtClaims(first.access_token)), "no app_metadata claim before an admin sets it");
+  const notAdmin = await client.GET("/admin/users", bearer(first.access_token));
+  expectError(notAdmin.error, 401, notAdmin.response.status, "invalid_service_key");
+
+  // adminUpdateUser: app_metadata, carried by the access token of the next refresh
+  const roles = { roles: ["support"] };
+  const patched = await admin.PATCH("/admin/users/{id}", {
+    params: { path: { id: userId } },
+    body: { app_metadata: roles },
+  });
+  check(patched.response.status === 200 && patched.data !== undefined, `adminUpdateUser: ${patched.response.status}`);
+  check(JSON.stringify(patched.data.app_metadata) === JSON.stringify(roles), "adminUpdateUser echoes app_metadata");
+  const rot = await client.POST("/auth/refresh", { body: { refresh_token: first.refresh_token } });
+  check(rot.response.status === 200 && rot.data !== undefined, `refresh after adminUpdateUser: ${rot.response.status}`);
+  const claims = jwtClaims(rot.data.access_token);
+  check(claims.sub === userId && claims.sid === first.session_id, "the refreshed token is the user's, same session");
+  check(
+    JSON.stringify(claims.app_metadata) === JSON.stringify(roles),
+    `the refreshed access token carries app_metadata.roles == ["support"]: ${JSON.stringify(claims.app_metadata)}`,
+  );
+  const accessToken = rot.data.access_token;
+
+  // adminListUserSessions: the one login
+  const sessions = await admin.GET("/admin/users/{id}/sessions", { params: { path: { id: userId } } });
+  check(sessions.response.status === 200 && sessions.data !== undefined, `adminListUserSessions: ${sessions.response.status}`);
+  check(
+    sessions.data.length === 1 && sessions.data[0]!.id === first.session_id,
+    `adminListUserSessions shows the one session: ${JSON.stringify(sessions.data)}`,
+  );
+
+  // disable: the session ends at once, its access token is refused, logins are refused
+  const meBefore = await client.GET("/me", bearer(accessToken));
+  check(meBefore.response.status === 200, `getMe before disabling: ${meBefore.response.status}`);
+  const disabled = await admin.PATCH("/admin/users/{id}", {
+    params: { path: { id: userId } },
+    body: { disabled: true },
+  });
+  check(disabled.response.status === 200 && disabled.data?.disabled === true, `adminUpdateUser disabled: ${disabled.response.status}`);
+  const meDisabled = await client.GET("/me", bearer(accessToken));
+  expectError(meDisabled.error, 401, meDisabled.response.status, "invalid_token");
+  const loginDisabled = await client.POST("/auth/login", { body: { email, password, delivery: "body" } });
+  expectError(loginDisabled.error, 401, loginDisabled.response.status, "invalid_credentials");
+  const noSessions = await admin.GET("/admin/users/{id}/sessions", { params: { path: { id: userId } } });
+  check(noSessions.response.status === 200 && noSessions.data?.length === 0, "a disabled user has no sessions");
+
+  // adminListEvents: the admin actions, each naming the key
+  const events = await admin.GET("/admin/events", { params: { query: { user_id: userId } } });
+  check(events.response.status === 200 && events.data !== undefined, `adminListEvents: ${events.response.status}`);
+  check(events.data.events.every((e) => e.user_id === userId), "adminListEvents: only this user's events");
+  for (const kind of ["user_created", "app_metadata_changed", "user_disabled"]) {
+    const ev = events.data.events.find((e) => e.kind === kind);
+    check(ev !== undefined, `adminListEvents has ${kind}: ${JSON.stringify(events.data.events.map((e) => e.kind))}`);
+    check((ev.actor ?? "").startsWith("service_key:sdk-admin"), `${kind} names the key as actor: ${ev.actor}`);
+  }
+
+  // adminDeleteUser: 204, then 404
+  const deleted = await admin.DELETE("/admin/users/{id}", { params: { path: { id: userId } } });
+  check(deleted.response.status === 204, `adminDeleteUser: ${deleted.response.status}`);
+  const gone = await admin.GET("/admin/users/{id}", { params: { path: { id: userId } } });
+  expectError(gone.error, 404, gone.response.status, "not_found");
 }
 
 async function main(): Promise<void> {
@@ -116,6 +220,8 @@ async function main(): Promise<void> {
   // logout with a refresh token in the body (of an ended session) is not an error
   const outAgain = await client.POST("/auth/logout", { body: { refresh_token: third.refresh_token } });
   check(outAgain.response.status === 204, `logout of an ended session: ${outAgain.response.status}`);
+
+  await adminScenario();
 
   console.log(`typescript flow: ok (${steps} checks)`);
 }
