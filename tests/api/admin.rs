@@ -485,6 +485,13 @@ async fn app_metadata_reaches_access_tokens_from_the_next_refresh_and_introspect
     assert_eq!(serde_json::to_string(&just_fits).expect("json").len(), 2048);
     let r = admin.patch(&id, json!({"app_metadata": just_fits})).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // The largest allowed still makes a token every verifier takes (they refuse over 4096).
+    let largest = app.rotate(&next.refresh).await;
+    assert_eq!(claims(&largest.access)["app_metadata"], just_fits);
+    assert_eq!(app.me_status(&largest.access).await, StatusCode::OK);
+    assert!(largest.access.len() < 4096, "{}", largest.access.len());
+    println!("access token with 2 KiB of app_metadata: {} bytes", largest.access.len());
+    let next = largest;
 
     // `null` removes it, from the next refresh on.
     let r = admin.patch(&id, json!({"app_metadata": null})).await;

@@ -1,21 +1,28 @@
 """The SDK flow in Python, on a client generated from openapi.yaml by openapi-python-client:
 register, login (body delivery), getMe, refresh, reuse of the old refresh token (401, the
-session is revoked: its new refresh token and its access token fail too), logout.
+session is revoked: its new refresh token and its access token fail too), logout. Then the
+admin API with the service key of scope `admin` in AUTHD_ADMIN_KEY (made by run.sh): create a
+user, set its app_metadata (the next refresh's access token carries it), delete it (404 after).
 
 Usage: PYTHONPATH=target/sdk-py python tests/sdk/flow.py http://127.0.0.1:PORT
 (the server runs with AUTHD_REUSE_GRACE_SECS=0, so a replay is reuse at once).
 """
 
+import base64
+import json
 import os
 import random
 import sys
 import time
 
 from authd_client import AuthenticatedClient, Client
+from authd_client.api.admin import admin_create_user, admin_delete_user, admin_get_user, admin_update_user
 from authd_client.api.auth import login, logout, refresh, register
 from authd_client.api.me import get_me
 from authd_client.api.sessions import list_security_events, list_sessions
 from authd_client.models import (
+    AdminUser,
+    CreateUserRequest,
     Delivery,
     ErrorBody,
     LoginRequest,
@@ -24,6 +31,8 @@ from authd_client.models import (
     RefreshRequest,
     RegisterRequest,
     TokenResponse,
+    UpdateUserRequest,
+    UpdateUserRequestAppMetadata,
     UserCreated,
 )
 from authd_client.types import Response, Unset
@@ -63,6 +72,52 @@ def do_login(client: Client, email: str, password: str) -> tuple[TokenResponse, 
 
 def authed(base_url: str, token: str) -> AuthenticatedClient:
     return AuthenticatedClient(base_url=base_url, token=token, raise_on_unexpected_status=True)
+
+
+def jwt_claims(token: str) -> dict:
+    """The claims of a JWT (its middle part, base64url-decoded); the signature is not checked here."""
+    parts = token.split(".")
+    check(len(parts) == 3, "the access token is a JWT (three parts)")
+    return json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+
+
+def admin_scenario(base_url: str, client: Client) -> None:
+    admin_key = os.environ.get("AUTHD_ADMIN_KEY", "")
+    check(admin_key.startswith("authd_sk_"), "run.sh made an admin key (AUTHD_ADMIN_KEY)")
+    admin = authed(base_url, admin_key)
+    email = f"py-admin-{int(time.time() * 1000)}-{random.randrange(10**9)}@example.com"
+    password = "correct horse battery staple"
+
+    # adminCreateUser with a password: 201, the user can log in at once
+    created = admin_create_user.sync_detailed(client=admin, body=CreateUserRequest(email=email, password=password))
+    check(created.status_code == 201, f"adminCreateUser: {created.status_code} {created.content!r}")
+    assert isinstance(created.parsed, AdminUser)
+    check(created.parsed.email == email and not created.parsed.disabled, "adminCreateUser: the new user")
+    user_id = created.parsed.id
+    tokens, rt = do_login(client, email, password)
+    check("app_metadata" not in jwt_claims(tokens.access_token), "no app_metadata claim before an admin sets it")
+
+    # adminUpdateUser: app_metadata, carried by the access token of the next refresh
+    metadata = UpdateUserRequestAppMetadata.from_dict({"roles": ["support"]})
+    patched = admin_update_user.sync_detailed(user_id, client=admin, body=UpdateUserRequest(app_metadata=metadata))
+    check(patched.status_code == 200, f"adminUpdateUser: {patched.status_code} {patched.content!r}")
+    assert isinstance(patched.parsed, AdminUser)
+    check(json.loads(patched.content)["app_metadata"] == {"roles": ["support"]}, "adminUpdateUser echoes app_metadata")
+    rot = refresh.sync_detailed(client=client, body=RefreshRequest(refresh_token=rt))
+    check(rot.status_code == 200, f"refresh after adminUpdateUser: {rot.status_code} {rot.content!r}")
+    assert isinstance(rot.parsed, TokenResponse)
+    claims = jwt_claims(rot.parsed.access_token)
+    check(claims.get("sub") == user_id, "the refreshed token is the user's")
+    check(
+        claims.get("app_metadata") == {"roles": ["support"]},
+        f"the refreshed access token carries app_metadata.roles == ['support']: {claims.get('app_metadata')!r}",
+    )
+
+    # adminDeleteUser: 204, then 404
+    deleted = admin_delete_user.sync_detailed(user_id, client=admin)
+    check(deleted.status_code == 204, f"adminDeleteUser: {deleted.status_code} {deleted.content!r}")
+    expect_error(admin_get_user.sync_detailed(user_id, client=admin), 404, "not_found")
+    expect_error(get_me.sync_detailed(client=authed(base_url, rot.parsed.access_token)), 401, "invalid_token")
 
 
 def main() -> None:
@@ -135,6 +190,8 @@ def main() -> None:
     # logout with a refresh token in the body (of an ended session) is not an error
     again_out = logout.sync_detailed(client=client, body=RefreshRequest(refresh_token=rt3))
     check(again_out.status_code == 204, f"logout of an ended session: {again_out.status_code}")
+
+    admin_scenario(base_url, client)
 
     print(f"python flow: ok ({STEPS} checks)")
 

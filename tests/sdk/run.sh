@@ -2,8 +2,9 @@
 # The OpenAPI contract, proven with the real tools against a live authd:
 #   1. openapi-spec-validator and `redocly lint` (recommended rules) on openapi.yaml;
 #   2. a TypeScript client generated from it (openapi-typescript + openapi-fetch), type-checked
-#      with `tsc --strict`, running the SDK flow (flow.ts);
-#   3. a Python client generated from it (openapi-python-client), running the same flow (flow.py);
+#      with `tsc --strict`, running the SDK flow (flow.ts), then the admin API with a service key
+#      of scope `admin` (AUTHD_ADMIN_KEY, made here, given to the flows only);
+#   3. a Python client generated from it (openapi-python-client), running the same flows (flow.py);
 #   4. schemathesis over every operation (no 5xx, responses conform, no undocumented status);
 #   5. the docs UI at /docs in headless Chromium (docs.ts), with screenshots.
 # Installs what it needs from the package registries only (apt: chromium; npm: tests/sdk's lock
@@ -146,6 +147,11 @@ start_server() {
       AUTHD_SERVICE_KEY="$(DATABASE_URL="sqlite://$TMP/authd.db?mode=rwc" "$BIN" service-keys create \
         --name sdk --scope revocations:read,introspect 2>>"$OUT/authd.log")"
       export AUTHD_SERVICE_KEY
+      # An admin key for the SDK flows' admin scenario only: never for schemathesis (it would
+      # delete and disable users), nor for the docs UI.
+      AUTHD_ADMIN_KEY="$(DATABASE_URL="sqlite://$TMP/authd.db?mode=rwc" "$BIN" service-keys create \
+        --name sdk-admin --scope admin 2>>"$OUT/authd.log")"
+      export AUTHD_ADMIN_KEY
       # The binary under test must serve the committed spec.
       curl -fsS "$URL/openapi.yaml" -o "$TMP/served.yaml"
       if ! cmp -s "$TMP/served.yaml" openapi.yaml; then
@@ -207,7 +213,9 @@ schemathesis_run() {
   export AUTHD_ST_EMAIL="schemathesis@example.com" AUTHD_ST_PASSWORD="schemathesis-$RANDOM$RANDOM"
   curl -fsS -o /dev/null -X POST "$URL/auth/register" -H 'content-type: application/json' \
     -d "{\"email\":\"$AUTHD_ST_EMAIL\",\"password\":\"$AUTHD_ST_PASSWORD\"}"
-  "$VENV/bin/schemathesis" --config-file "$SDK/schemathesis.toml" run openapi.yaml \
+  # Without the admin key in its environment: schemathesis never gets it (it would delete users);
+  # the admin operations answer it 401 invalid_service_key, which they document.
+  env -u AUTHD_ADMIN_KEY "$VENV/bin/schemathesis" --config-file "$SDK/schemathesis.toml" run openapi.yaml \
     --url "$URL" \
     --checks all \
     --max-examples "$ST_MAX_EXAMPLES" \
