@@ -490,7 +490,10 @@ async fn app_metadata_reaches_access_tokens_from_the_next_refresh_and_introspect
     assert_eq!(claims(&largest.access)["app_metadata"], just_fits);
     assert_eq!(app.me_status(&largest.access).await, StatusCode::OK);
     assert!(largest.access.len() < 4096, "{}", largest.access.len());
-    println!("access token with 2 KiB of app_metadata: {} bytes", largest.access.len());
+    println!(
+        "access token with 2 KiB of app_metadata: {} bytes",
+        largest.access.len()
+    );
     let next = largest;
 
     // `null` removes it, from the next refresh on.

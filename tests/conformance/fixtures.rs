@@ -6,8 +6,9 @@
 //!
 //! The state: three signing keys A, B, C (A signed first, then `authd keys rotate` twice, then
 //! `authd keys revoke A`: B is a rotated-out key still in its overlap, C is current, A is gone),
-//! sessions ended in each way authd ends one (logout, `users disable`, `sessions revoke`, a
-//! password change, refresh-token reuse), and tokens forged with C's private key (read from the
+//! sessions ended in each way authd ends one (logout, `users disable`, `sessions revoke`, an
+//! admin's and a user's own deletion, a password change, refresh-token reuse), a token carrying
+//! the `app_metadata` claim, and tokens forged with C's private key (read from the
 //! database) that differ from a valid one in exactly one respect. Before handing them out, the
 //! generator asks authd itself (`GET /me`) about every token and fails unless authd accepts
 //! exactly the tokens marked `accept`: the verdicts are authd's, not the generator's opinion.
@@ -180,6 +181,35 @@ impl Client {
             req = req.bearer_auth(t);
         }
         Ok(req.send().await?)
+    }
+
+    /// An admin API request with `key`, once the server knows the key; fails unless it succeeds.
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Result<(), BoxError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(key);
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let r = req.send().await?;
+            if r.status().is_success() {
+                return Ok(());
+            }
+            // A key made by a command reaches the server through the database.
+            if r.status() != reqwest::StatusCode::UNAUTHORIZED || Instant::now() > deadline {
+                return Err(format!("{method} {path}: authd answered {}", r.status()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn tokens(r: reqwest::Response) -> Result<Session, BoxError> {
@@ -485,6 +515,39 @@ async fn build(bin: &Path, database_url: &str, c: &Client) -> Result<Fixtures, B
         "password change",
     )
     .await?;
+    let admin_key = cli(
+        bin,
+        database_url,
+        &[
+            "service-keys",
+            "create",
+            "--name",
+            "conformance-admin",
+            "--scope",
+            "admin",
+        ],
+    )?;
+    let with_metadata = c.login("app-metadata@conformance.test").await?;
+    let path = format!("/admin/users/{}", with_metadata.claim("sub"));
+    let roles = json!({"app_metadata": {"roles": ["support"], "tenant": 7}});
+    c.admin(reqwest::Method::PATCH, &path, &admin_key, Some(roles))
+        .await?;
+    let with_metadata = Client::tokens(c.refresh(&with_metadata.refresh).await?).await?;
+    if with_metadata.claims.get("app_metadata").is_none() {
+        return Err("the refreshed access token carries no app_metadata".into());
+    }
+    let deleted = c.login("admin-deleted@conformance.test").await?;
+    let path = format!("/admin/users/{}", deleted.claim("sub"));
+    c.admin(reqwest::Method::DELETE, &path, &admin_key, None)
+        .await?;
+    let self_deleted = c.login("self-deleted@conformance.test").await?;
+    c.admin(
+        reqwest::Method::DELETE,
+        "/me",
+        &self_deleted.access,
+        Some(json!({"current_password": PASSWORD})),
+    )
+    .await?;
     let reused = c.login("reused@conformance.test").await?;
     let successor = Client::tokens(c.refresh(&reused.refresh).await?).await?;
     // The rotated-out refresh token again, with no grace window: reuse ends the session.
@@ -596,6 +659,24 @@ async fn build(bin: &Path, database_url: &str, c: &Client) -> Result<Fixtures, B
         "ended_by_reuse_successor",
         "the successor's access token of a session ended by reuse",
         &successor,
+        Revoked,
+    );
+    real(
+        "with_app_metadata",
+        "carries the `app_metadata` claim an admin set (refreshed after the change)",
+        &with_metadata,
+        Accept,
+    );
+    real(
+        "ended_by_admin_delete",
+        "its user deleted through the admin API",
+        &deleted,
+        Revoked,
+    );
+    real(
+        "ended_by_self_delete",
+        "its user deleted their own account (`DELETE /me`)",
+        &self_deleted,
         Revoked,
     );
     real(
