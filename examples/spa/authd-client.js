@@ -335,8 +335,12 @@ export function createAuthClient(options) {
     return new AuthError(res.status, body.error, body.message);
   }
 
-  /** Logs in (cookie delivery). Resolves to the new state; rejects with an AuthError. */
-  async function login(email, password) {
+  /**
+   * Logs in (cookie delivery). Resolves to the new state; rejects with an AuthError.
+   * `{ remember: false }` is for a shared computer: a short session whose cookie the browser
+   * drops when it closes.
+   */
+  async function login(email, password, { remember = true } = {}) {
     const page = globalThis.location;
     if (page?.hostname && !sameSite(page.hostname, new URL(baseUrl).hostname)) {
       throw report(new AuthError(0, 'cookie_not_same_site',
@@ -349,7 +353,10 @@ export function createAuthClient(options) {
     const device = store?.getItem(deviceKey) ?? undefined;
     const res = await call('/auth/login', {
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ email, password, delivery: 'cookie', device_token: device }),
+      body: JSON.stringify({
+        email, password, delivery: 'cookie', device_token: device,
+        ...(remember === false ? { remember: false } : {}),
+      }),
     });
     if (!res.ok) throw await errorOf(res);
     const body = await res.json();

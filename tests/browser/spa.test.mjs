@@ -64,10 +64,35 @@ test('the refresh cookie is HttpOnly, Secure, SameSite=Strict and host-only', as
   assert.equal(cookie.sameSite, 'Strict');
   assert.equal(cookie.path, '/');
   assert.equal(cookie.domain, '127.0.0.1', 'host-only (no Domain attribute)');
+  assert.ok(cookie.expires > Date.now() / 1000 + 86_400, `a remembered login keeps the cookie (expires ${cookie.expires})`);
   // Cookies ignore ports: the demo page (same host as authd) would see it were it not HttpOnly.
   const visible = await page.evaluate(() => document.cookie);
   assert.ok(!visible.includes('refresh_token'), `document.cookie shows no refresh token: ${JSON.stringify(visible)}`);
   await screenshot(page, 'cookie-attributes');
+});
+
+test("'Keep me logged in' unticked: the refresh cookie lasts until the browser closes, also after a refresh", async (t) => {
+  const { authd, context, demoUrl } = await setup(t, { name: 'remember-false' });
+  const user = newUser();
+  await register(authd, user);
+  const page = await context.newPage();
+  await page.goto(demoUrl());
+  await waitForStatus(page, 'logged_out');
+  await page.fill('#email', user.email);
+  await page.fill('#password', user.password);
+  await page.uncheck('#remember');
+  const loginResponse = page.waitForResponse((r) => r.url().endsWith('/auth/login') && r.request().method() === 'POST');
+  await page.click('#login');
+  await waitForStatus(page, 'logged_in');
+  assert.equal((await loginResponse).request().postDataJSON().remember, false);
+  const cookie = await refreshCookie(context);
+  assert.ok(cookie, 'the browser holds the refresh cookie');
+  assert.equal(cookie.expires, -1, 'a session cookie (no Max-Age)');
+  assert.equal(await page.evaluate(() => window.authd.refresh()), true);
+  const after = await refreshCookie(context);
+  assert.notEqual(after.value, cookie.value, 'rotated');
+  assert.equal(after.expires, -1, 'still a session cookie after the refresh');
+  await screenshot(page, 'remember-false');
 });
 
 test('an access token that expired unnoticed (timers asleep) is refreshed on the 401 and the call retried', async (t) => {
