@@ -61,6 +61,26 @@ impl<'a> Admin<'a> {
     }
 }
 
+/// The `Set-Cookie` of an answer that must set the refresh cookie.
+fn set_cookie(r: &Response) -> String {
+    r.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie")
+        .to_owned()
+}
+
+/// `POST /auth/refresh` with the refresh cookie `cookie` (`name=value`).
+async fn cookie_refresh(app: &TestApp, cookie: &str) -> Response {
+    app.client
+        .post(app.url("/auth/refresh"))
+        .header("cookie", cookie)
+        .header("x-requested-with", "x")
+        .send()
+        .await
+        .expect("refresh")
+}
+
 /// The claims of an access token, unverified (the test only reads what authd wrote).
 fn claims(access: &str) -> Value {
     let payload = access.split('.').nth(1).expect("payload");
@@ -849,12 +869,7 @@ async fn a_login_that_says_remember_false_gets_a_browser_session_cookie_and_a_sh
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let set = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("cookie")
-        .to_owned();
+    let set = set_cookie(&r);
     assert!(set.starts_with("__Host-refresh_token="), "{set}");
     assert!(
         !set.contains("Max-Age"),
@@ -867,46 +882,22 @@ async fn a_login_that_says_remember_false_gets_a_browser_session_cookie_and_a_sh
 
     // Its rotations keep the cookie without Max-Age.
     app.clock.advance(1800);
-    let r = app
-        .client
-        .post(app.url("/auth/refresh"))
-        .header("cookie", &cookie)
-        .header("x-requested-with", "x")
-        .send()
-        .await
-        .expect("refresh");
+    let r = cookie_refresh(&app, &cookie).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let set = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("cookie")
-        .to_owned();
+    let set = set_cookie(&r);
     assert!(!set.contains("Max-Age"), "{set}");
     let cookie = set.split(';').next().expect("pair").to_owned();
 
     // An hour after login it is over, however often it was refreshed.
     app.clock.advance(1801);
-    let r = app
-        .client
-        .post(app.url("/auth/refresh"))
-        .header("cookie", &cookie)
-        .header("x-requested-with", "x")
-        .send()
-        .await
-        .expect("refresh");
+    let r = cookie_refresh(&app, &cookie).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
 
     // The default still remembers.
     let r = app
         .post_json("/auth/login", json!({"email": mail, "password": PASSWORD}))
         .await;
-    let set = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("cookie")
-        .to_owned();
+    let set = set_cookie(&r);
     let max_age: i64 = set
         .split(';')
         .find_map(|a| a.trim().strip_prefix("Max-Age="))

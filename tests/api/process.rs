@@ -211,49 +211,23 @@ pub async fn pair(env: &[(&str, &str)]) -> (Authd, Authd) {
 /// A service key with the scope `revocations:read`, made by `authd service-keys create` on the
 /// database of `servers`, once every one of them accepts it.
 pub async fn feed_key(servers: &[&Authd]) -> String {
+    cli_key(servers, "api", "revocations:read", "/auth/revocations").await
+}
+
+/// A service key with the scope `admin`, made the same way.
+pub async fn admin_key(servers: &[&Authd]) -> String {
+    cli_key(servers, "backoffice", "admin", "/admin/users?limit=1").await
+}
+
+/// `authd service-keys create --name NAME --scope SCOPE`, once every server answers `probe`
+/// with it.
+async fn cli_key(servers: &[&Authd], name: &str, scope: &str, probe: &str) -> String {
     let url = &servers[0].db.database_url;
-    let args = [
-        "service-keys",
-        "create",
-        "--name",
-        "api",
-        "--scope",
-        "revocations:read",
-    ];
+    let args = ["service-keys", "create", "--name", name, "--scope", scope];
     let key = run_cli(url, &args).await.trim().to_owned();
     crate::helpers::eventually("every instance knows the new key", || async {
         for s in servers {
-            if s.revocations(&key, "").await.status() != reqwest::StatusCode::OK {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
-    key
-}
-
-/// A service key with the scope `admin`, made by `authd service-keys create` on the database of
-/// `servers`, once every one of them accepts it.
-pub async fn admin_key(servers: &[&Authd]) -> String {
-    let url = &servers[0].db.database_url;
-    let args = [
-        "service-keys",
-        "create",
-        "--name",
-        "backoffice",
-        "--scope",
-        "admin",
-    ];
-    let key = run_cli(url, &args).await.trim().to_owned();
-    crate::helpers::eventually("every instance knows the admin key", || async {
-        for s in servers {
-            let r = s
-                .client
-                .get(s.url("/admin/users?limit=1"))
-                .bearer_auth(&key)
-                .send()
-                .await;
+            let r = s.client.get(s.url(probe)).bearer_auth(&key).send().await;
             if !r.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
                 return false;
             }
