@@ -41,7 +41,18 @@ pub enum PasswordError {
 /// Is this password acceptable? Length in Unicode scalar values; any character is allowed and
 /// the password is used exactly as given (no trimming, no case folding, no normalisation).
 pub fn is_acceptable(password: &str) -> bool {
-    (MIN_LEN..=MAX_LEN).contains(&password.chars().count())
+    (MIN_LEN..=MAX_LEN).contains(&password.chars().count()) && !is_common(password)
+}
+
+/// Passwords of 8 characters or more that breach corpora show people choose most (OWASP ASVS
+/// 6.2.4): the entries of that length of Django's list of 20,000 common passwords (Django 5.2,
+/// BSD-3-Clause; see NOTICE), lower-cased. Shipped in the binary, so the check is offline.
+static COMMON: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| include_str!("common-passwords.txt").lines().collect());
+
+/// Is `password`, ignoring case and surrounding spaces, on the list of common passwords?
+pub fn is_common(password: &str) -> bool {
+    COMMON.contains(password.trim().to_lowercase().as_str())
 }
 
 /// argon2's defaults are OWASP's (checked by a test against the constants above).

@@ -47,7 +47,8 @@ pub const EMAIL_PATTERN: &str = concat!(
 );
 
 /// A new password (see `passwords::is_acceptable`): 8 to 1024 characters (Unicode scalar
-/// values), any of them. Anything else is `weak_password`.
+/// values), any of them, and not one of the common passwords authd ships. Anything else is
+/// `weak_password`.
 pub struct PasswordRule;
 impl Rule for PasswordRule {
     fn document(schema: &mut MetaSchema) {

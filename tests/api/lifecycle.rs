@@ -45,9 +45,14 @@ async fn register_rejects_bad_emails_and_weak_passwords() {
     }
     // Exactly 8 and exactly 1024 characters (multi-byte ones count as one) are fine.
     assert_eq!(
-        app.register(&email(), "12345678").await.status(),
+        app.register(&email(), "k3#vq9!z").await.status(),
         StatusCode::CREATED
     );
+    // Common passwords are weak whatever their length or case (OWASP ASVS 6.2.4).
+    for common in ["12345678", "Password123", " iloveyou1 ", "QWERTYUIOP"] {
+        let r = app.register(&email(), common).await;
+        assert_error(r, StatusCode::BAD_REQUEST, "weak_password").await;
+    }
     assert_eq!(
         app.register(&email(), &"é".repeat(1024)).await.status(),
         StatusCode::CREATED

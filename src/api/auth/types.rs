@@ -12,8 +12,8 @@ pub struct RegisterRequest {
     /// Email address; trimmed and lower-cased, unique. Anything that does not match the
     /// pattern is `invalid_email`.
     pub email: NewEmail,
-    /// 8 to 1024 characters, any Unicode; used exactly as given. Any other length is
-    /// `weak_password`.
+    /// 8 to 1024 characters, any Unicode; used exactly as given. Any other length, or a
+    /// commonly used password (a list shipped with authd), is `weak_password`.
     pub password: NewPassword,
 }
 
@@ -161,7 +161,7 @@ pub struct ChangePasswordRequest {
     /// The current password.
     #[oai(validator(max_length = 4096))]
     pub current_password: StrictString,
-    /// The new password: 8 to 1024 characters, any Unicode. Any other length is
+    /// The new password: 8 to 1024 characters, any Unicode, not a common one. Otherwise
     /// `weak_password`.
     pub new_password: NewPassword,
 }

@@ -39,7 +39,7 @@ pub enum ApiError {
     /// 400: the email is not a plausible address.
     #[error("invalid_email")]
     InvalidEmail,
-    /// 400: the password breaks the length rule.
+    /// 400: the password breaks the length rule or is a commonly used one.
     #[error("weak_password")]
     WeakPassword,
     /// 400: a refresh token came in both the body and the cookie.
@@ -185,7 +185,9 @@ impl ApiError {
                 "The request is malformed: check the JSON body, its fields and the parameters."
             }
             Self::InvalidEmail => "The email address is not valid.",
-            Self::WeakPassword => "The password must be 8 to 1024 characters long.",
+            Self::WeakPassword => {
+                "The password must be 8 to 1024 characters long and not a commonly used one."
+            }
             Self::AmbiguousRefreshToken => {
                 "Send the refresh token in the body or in the cookie, not both."
             }
