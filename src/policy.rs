@@ -195,10 +195,33 @@ pub fn logout_expires_cookie(from_foreign_page: bool, unused_cookie_still_live: 
 /// Longest accepted email, in bytes (RFC 5321 path limit).
 pub const MAX_EMAIL_LEN: usize = 254;
 
-/// Normalises an email (trim, lower-case) and checks it is plausible; `None` when it is not.
+/// Normalises an email and checks it is plausible; `None` when it is not. Every entry point
+/// (registration, login, the admin API, the command line) goes through it, so one address is
+/// one account however it is typed:
+///
+/// - trimmed, Unicode NFKC (full-width `ｊｏｈｎ` is `john`), lower-cased;
+/// - the domain in its IDNA (UTS #46) ASCII form: `Bücher.example` is `xn--bcher-kva.example`,
+///   and a look-alike domain (`gıthub.com` with a dotless i) is stored and shown as what it is,
+///   `xn--gthub-n4a.com`, never as something that reads like `github.com`;
+/// - the local part must then be ASCII: internationalised local parts are refused, because
+///   they are where look-alikes of a local part hide (`johı` beside `john`) and few mail
+///   systems deliver them.
 pub fn normalize_email(raw: &str) -> Option<String> {
-    let email = raw.trim().to_lowercase();
-    let (local, domain) = email.split_once('@')?;
+    use unicode_normalization::UnicodeNormalization;
+    let forbidden =
+        |c: char| c.is_whitespace() || c.is_control() || is_invisible(c) || c == '<' || c == '>';
+    // Before normalising, which would quietly drop some of them (IDNA ignores a soft hyphen).
+    let trimmed = raw.trim();
+    if trimmed.chars().any(forbidden) {
+        return None;
+    }
+    let folded: String = trimmed.nfkc().collect::<String>().to_lowercase();
+    let (local, domain) = folded.split_once('@')?;
+    if !local.is_ascii() || domain.contains('@') {
+        return None;
+    }
+    let domain = idna::domain_to_ascii(domain).ok()?;
+    let email = format!("{local}@{domain}");
     let ok = email.len() <= MAX_EMAIL_LEN
         && !local.is_empty()
         && local.len() <= 64
@@ -206,10 +229,7 @@ pub fn normalize_email(raw: &str) -> Option<String> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && !domain.contains('@')
-        && !email.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || is_invisible(c) || c == '<' || c == '>'
-        });
+        && !email.chars().any(forbidden);
     ok.then_some(email)
 }
 
@@ -231,6 +251,26 @@ pub fn is_invisible(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alike_emails_are_one_account_or_refused_or_shown_as_what_they_are() {
+        let n = |s: &str| normalize_email(s);
+        // One account: width, case and spaces do not make another address.
+        assert_eq!(n(" ｊｏｈｎ@Example.com ").as_deref(), Some("john@example.com"));
+        assert_eq!(n("JOHN@GITHUB.COM").as_deref(), Some("john@github.com"));
+        assert_eq!(n("john@ｇｉｔｈｕｂ.ｃｏｍ").as_deref(), Some("john@github.com"));
+        // Refused: a local part that is not ASCII once normalised.
+        assert_eq!(n("johı@github.com"), None);
+        assert_eq!(n("jöhn@example.com"), None);
+        // Another domain, shown in the form that cannot pass for github.com.
+        assert_eq!(n("john@gıthub.com").as_deref(), Some("john@xn--gthub-n4a.com"));
+        assert_eq!(n("a@Bücher.example").as_deref(), Some("a@xn--bcher-kva.example"));
+        // Still refused: what was refused before.
+        for bad in ["a@b", "@b.co", "a@.b.co", "a@b..co", "a b@c.co", "a@b@c.co", "a\u{202e}@b.co"] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
+        assert_eq!(n("a@xn--.co"), None, "an invalid IDNA label");
+    }
 
     #[test]
     fn a_session_lives_until_the_earlier_of_its_idle_and_absolute_ends() {
