@@ -29,8 +29,9 @@ pub fn document() -> Result<Value, SpecError> {
     let raw = super::service().spec();
     // JSON is YAML: parsing it into serde_yaml's ordered mapping keeps the key order.
     let mut doc: Value = serde_yaml::from_str(&raw).map_err(spec_error)?;
-    for op in operations(&mut doc) {
+    for (path, op) in operations(&mut doc) {
         public_operations_say_so(op);
+        let scope = scope_of(&path);
         for (_, resp) in op
             .get_mut("responses")
             .and_then(Value::as_mapping_mut)
@@ -39,10 +40,11 @@ pub fn document() -> Result<Value, SpecError> {
         {
             if let Some(resp) = resp.as_mapping_mut() {
                 header_names(resp);
-                error_examples(resp);
+                error_examples(resp, scope);
             }
         }
     }
+    closed_objects(&mut doc);
     Ok(doc)
 }
 
@@ -119,15 +121,50 @@ pub fn allowed_methods(path: &str) -> Option<String> {
     Some(methods.join(", "))
 }
 
-fn operations(doc: &mut Value) -> impl Iterator<Item = &mut Mapping> {
+/// Every operation, with its path.
+fn operations(doc: &mut Value) -> impl Iterator<Item = (String, &mut Mapping)> {
     doc.get_mut("paths")
         .and_then(Value::as_mapping_mut)
         .into_iter()
         .flat_map(|paths| paths.iter_mut())
-        .filter_map(|(_, item)| item.as_mapping_mut())
-        .flat_map(|item| item.iter_mut())
-        .filter(|(method, _)| method.as_str().is_some_and(|m| METHODS.contains(&m)))
-        .filter_map(|(_, op)| op.as_mapping_mut())
+        .filter_map(|(path, item)| Some((path.as_str()?.to_owned(), item.as_mapping_mut()?)))
+        .flat_map(|(path, item)| item.iter_mut().map(move |op| (path.clone(), op)))
+        .filter(|(_, (method, _))| method.as_str().is_some_and(|m| METHODS.contains(&m)))
+        .filter_map(|(path, (_, op))| Some((path, op.as_mapping_mut()?)))
+}
+
+/// The service-key scope the operations at `path` need, for their `insufficient_scope` text.
+fn scope_of(path: &str) -> Option<crate::tokens::Scope> {
+    use crate::tokens::Scope;
+    if path.starts_with("/admin/") {
+        Some(Scope::Admin)
+    } else if path == "/auth/introspect" {
+        Some(Scope::Introspect)
+    } else if path == "/auth/revocations" {
+        Some(Scope::RevocationsRead)
+    } else {
+        None
+    }
+}
+
+/// Request bodies that refuse unknown fields (`deny_unknown_fields`), which poem-openapi does
+/// not write into their schemas: `additionalProperties: false`, so that clients and testing
+/// tools know an extra field is an error, not ignored.
+pub const CLOSED_OBJECTS: [&str; 3] = ["CreateUserRequest", "UpdateUserRequest", "DeleteMeRequest"];
+
+fn closed_objects(doc: &mut Value) {
+    let Some(schemas) = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(Value::as_mapping_mut)
+    else {
+        return;
+    };
+    for name in CLOSED_OBJECTS {
+        if let Some(schema) = schemas.get_mut(name).and_then(Value::as_mapping_mut) {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
 }
 
 /// An operation without security requirements is public: say `security: []`.
@@ -173,7 +210,22 @@ fn canonical_header(name: &str) -> String {
 
 /// Every error response lists its codes in its description (see `crate::api::error::Errors`): add an
 /// example body for each, so that the docs UI and generated clients show the real bodies.
-fn error_examples(resp: &mut Mapping) {
+fn error_examples(resp: &mut Mapping, scope: Option<crate::tokens::Scope>) {
+    // The documented `insufficient_scope` names one scope; say the operation's own.
+    let scoped = |err: &ApiError| match (err, scope) {
+        (ApiError::InsufficientScope(_), Some(s)) => ApiError::InsufficientScope(s),
+        (other, _) => other.clone(),
+    };
+    if let Some(description) = resp.get("description").and_then(Value::as_str) {
+        let mut text = description.to_owned();
+        for (_, err) in &ApiError::DOCUMENTED {
+            let (generic, own) = (err.message(), scoped(err).message());
+            if generic != own {
+                text = text.replace(generic.as_ref(), own.as_ref());
+            }
+        }
+        resp.insert("description".into(), text.into());
+    }
     let Some(description) = resp
         .get("description")
         .and_then(Value::as_str)
@@ -202,7 +254,7 @@ fn error_examples(resp: &mut Mapping) {
             if !description.contains(&format!("`{code}`:")) {
                 continue;
             }
-            let body = err.body();
+            let body = scoped(err).body();
             let mut value = Mapping::new();
             value.insert("error".into(), body.error.into());
             value.insert("message".into(), body.message.into());
@@ -347,6 +399,35 @@ mod tests {
     fn the_docs_page_embeds_the_finished_document() {
         let html = swagger_ui_html().unwrap();
         assert!(html.contains("\"security\": []"));
+    }
+
+    #[test]
+    fn bodies_that_refuse_unknown_fields_say_so_and_admin_refusals_name_their_scope() {
+        let doc = doc();
+        for name in CLOSED_OBJECTS {
+            let schema = &doc["components"]["schemas"][name];
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+        }
+        let forbidden = &doc["paths"]["/admin/users"]["get"]["responses"]["403"];
+        let example = &forbidden["content"]["application/json; charset=utf-8"]["examples"]["insufficient_scope"]
+            ["value"]["message"];
+        assert!(
+            example.as_str().is_some_and(|m| m.ends_with("admin.")),
+            "{example}"
+        );
+        assert!(
+            forbidden["description"]
+                .as_str()
+                .is_some_and(|d| !d.contains("revocations:read"))
+        );
+        let feed = &doc["paths"]["/auth/revocations"]["get"]["responses"]["403"]["description"];
+        assert!(
+            feed.as_str()
+                .is_some_and(|d| d.contains("revocations:read"))
+        );
+        let patch = &doc["components"]["schemas"]["UpdateUserRequest"]["properties"];
+        assert_eq!(patch["max_sessions"]["nullable"], true);
+        assert_eq!(patch["app_metadata"]["nullable"], true);
     }
 
     #[test]

@@ -228,6 +228,82 @@ macro_rules! optional_field {
 optional_field!(Optional, "optional", null_is_none: false);
 optional_field!(Nullable, "nullable", null_is_none: true);
 
+/// A field of a change request: left out (leave it as it is), `null` (clear it) or a value.
+/// Its schema says `nullable: true` (poem-openapi's `MaybeUndefined` does not).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T: Type> Type for Patch<T> {
+    const IS_REQUIRED: bool = false;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        format!("patch_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        match T::schema_ref() {
+            MetaSchemaRef::Inline(mut schema) => {
+                schema.nullable = true;
+                MetaSchemaRef::Inline(schema)
+            }
+            reference => reference,
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        match self {
+            Self::Value(v) => v.as_raw_value(),
+            _ => None,
+        }
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match self {
+            Self::Value(v) => v.raw_element_iter(),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+}
+
+impl<T: ParseFromJSON> ParseFromJSON for Patch<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            None => Ok(Self::Absent),
+            Some(Value::Null) => Ok(Self::Null),
+            Some(value) => T::parse_from_json(Some(value))
+                .map(Self::Value)
+                .map_err(ParseError::propagate),
+        }
+    }
+}
+
+impl<T: ToJSON> ToJSON for Patch<T> {
+    fn to_json(&self) -> Option<Value> {
+        match self {
+            Self::Absent => None,
+            Self::Null => Some(Value::Null),
+            Self::Value(v) => v.to_json(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,10 @@
 use std::collections::BTreeMap;
 
 use poem_openapi::Object;
-use poem_openapi::types::MaybeUndefined;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::api::strict::{NewEmail, NewPassword, Optional};
+use crate::api::strict::{NewEmail, NewPassword, Optional, Patch};
 use crate::api::timestamp;
 use crate::store::User;
 use crate::store::admin::AuditEvent;
@@ -122,11 +121,11 @@ pub struct UpdateUserRequest {
     pub email_verified: Optional<bool>,
     /// A JSON object of at most 2 KiB (compact), or `null` to remove it. Access tokens carry it
     /// as the claim `app_metadata` from the next refresh on.
-    pub app_metadata: MaybeUndefined<BTreeMap<String, Value>>,
+    pub app_metadata: Patch<BTreeMap<String, Value>>,
     /// 1 to 10,000, or `null` for the server's cap. Applies from the user's next login, which
     /// ends the oldest sessions beyond it.
     #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
-    pub max_sessions: MaybeUndefined<u64>,
+    pub max_sessions: Patch<u64>,
 }
 
 impl poem_openapi::types::Example for UpdateUserRequest {
@@ -135,11 +134,11 @@ impl poem_openapi::types::Example for UpdateUserRequest {
             disabled: Optional(None),
             email: Optional(None),
             email_verified: Optional(None),
-            app_metadata: MaybeUndefined::Value(BTreeMap::from([(
+            app_metadata: Patch::Value(BTreeMap::from([(
                 "roles".to_owned(),
                 serde_json::json!(["admin", "billing"]),
             )])),
-            max_sessions: MaybeUndefined::Undefined,
+            max_sessions: Patch::Absent,
         }
     }
 }

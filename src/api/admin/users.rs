@@ -3,13 +3,13 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::types::*;
 use super::{AdminKey, decode_cursor, encode_cursor, page_size};
 use crate::api::error::codes::*;
 use crate::api::error::{ApiError, Errors};
+use crate::api::strict::Patch;
 use crate::api::{AppState, NoContent, Tag};
 use crate::passwords;
 use crate::policy;
@@ -25,6 +25,15 @@ type ReadErrors = Errors<
             | INVALID_SERVICE_KEY
             | INSUFFICIENT_SCOPE
             | NOT_FOUND
+            | RATE_LIMITED
+            | SERVICE_UNAVAILABLE
+    },
+>;
+type ListErrors = Errors<
+    {
+        INVALID_REQUEST
+            | INVALID_SERVICE_KEY
+            | INSUFFICIENT_SCOPE
             | RATE_LIMITED
             | SERVICE_UNAVAILABLE
     },
@@ -101,7 +110,7 @@ impl AdminUsersApi {
         /// Users per page: 1 to 200, default 50.
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
-    ) -> Result<UserPageResponse, ReadErrors> {
+    ) -> Result<UserPageResponse, ListErrors> {
         let prefix = query.0.as_deref().unwrap_or("").trim().to_lowercase();
         let after = cursor
             .0
@@ -358,9 +367,9 @@ fn patch_of(body: UpdateUserRequest) -> Result<UserPatch, ApiError> {
         None => None,
     };
     let app_metadata = match body.app_metadata {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(map) => {
+        Patch::Absent => None,
+        Patch::Null => Some(None),
+        Patch::Value(map) => {
             let json = serde_json::to_string(&map)
                 .map_err(|e| ApiError::internal("app_metadata encoding", &e))?;
             if json.len() > MAX_APP_METADATA {
@@ -370,9 +379,9 @@ fn patch_of(body: UpdateUserRequest) -> Result<UserPatch, ApiError> {
         }
     };
     let max_sessions = match body.max_sessions {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(n) => Some(Some(n)),
+        Patch::Absent => None,
+        Patch::Null => Some(None),
+        Patch::Value(n) => Some(Some(n)),
     };
     Ok(UserPatch {
         disabled: body.disabled.0,
