@@ -1,6 +1,8 @@
 //! SeaORM entities of authd: one file per table.
 
+pub mod email_tokens;
 pub mod issuing_policy;
+pub mod outbox;
 pub mod prelude;
 pub mod refresh_tokens;
 pub mod revoked_sessions;

@@ -1,4 +1,6 @@
+pub use super::email_tokens::Entity as EmailTokens;
 pub use super::issuing_policy::Entity as IssuingPolicy;
+pub use super::outbox::Entity as Outbox;
 pub use super::refresh_tokens::Entity as RefreshTokens;
 pub use super::revoked_sessions::Entity as RevokedSessions;
 pub use super::secrets::Entity as Secrets;

@@ -8,6 +8,7 @@ mod m20261202_000003_issuing_policy;
 mod m20261202_000004_secrets;
 mod m20261202_000005_feed_and_service_keys;
 mod m20261202_000006_admin_and_session_policies;
+mod m20261202_000007_mail_and_email_tokens;
 
 /// Runs every migration in order; `authd migrate` and `authd serve` call it.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_secrets::Migration),
             Box::new(m20261202_000005_feed_and_service_keys::Migration),
             Box::new(m20261202_000006_admin_and_session_policies::Migration),
+            Box::new(m20261202_000007_mail_and_email_tokens::Migration),
         ]
     }
 }

@@ -38,6 +38,8 @@ pub enum EndReason {
     Reused,
     /// The password changed.
     PasswordChanged,
+    /// The password was reset through a mailed link.
+    PasswordReset,
     /// An operator disabled the user.
     Disabled,
     /// The user was deleted (by an admin or by themselves).
@@ -56,6 +58,7 @@ impl EndReason {
             Self::Revoked | Self::LogoutElsewhere => "revoked",
             Self::Reused => "reuse",
             Self::PasswordChanged => "password_change",
+            Self::PasswordReset => "password_reset",
             Self::Operator | Self::Disabled => "operator",
             Self::Deleted => "user_deleted",
             Self::Evicted => "session_limit",
@@ -69,6 +72,7 @@ impl EndReason {
             Self::Revoked | Self::Operator | Self::Evicted => "session_revoked",
             Self::Reused => "refresh_token_reused",
             Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
             Self::Disabled => "user_disabled",
             Self::Deleted => "user_deleted",
         }
@@ -81,6 +85,7 @@ impl EndReason {
             Self::LogoutElsewhere
             | Self::Revoked
             | Self::PasswordChanged
+            | Self::PasswordReset
             | Self::Disabled
             | Self::Deleted
             | Self::Operator

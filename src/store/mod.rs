@@ -18,12 +18,14 @@ use sea_orm::{
 use crate::config::DbConfig;
 
 pub mod admin;
+pub mod email_tokens;
 mod ending;
 mod events;
 pub mod feed;
 mod keys;
 pub mod listen;
 pub mod open;
+pub mod outbox;
 mod policy;
 mod prune;
 mod rotation;

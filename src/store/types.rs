@@ -29,11 +29,17 @@ pub enum EventKind {
     EmailVerificationChanged,
     AppMetadataChanged,
     SessionLimitChanged,
+    /// A reset link was mailed (asked for by anyone who knows the address).
+    PasswordResetRequested,
+    PasswordReset,
+    EmailVerified,
+    /// A confirmation link was mailed to a new address.
+    EmailChangeRequested,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 18] = [
         Self::Login,
         Self::LoginFailed,
         Self::Logout,
@@ -48,6 +54,10 @@ impl EventKind {
         Self::EmailVerificationChanged,
         Self::AppMetadataChanged,
         Self::SessionLimitChanged,
+        Self::PasswordResetRequested,
+        Self::PasswordReset,
+        Self::EmailVerified,
+        Self::EmailChangeRequested,
     ];
 
     /// The kind named `name`.
@@ -72,6 +82,10 @@ impl EventKind {
             Self::EmailVerificationChanged => "email_verification_changed",
             Self::AppMetadataChanged => "app_metadata_changed",
             Self::SessionLimitChanged => "session_limit_changed",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerified => "email_verified",
+            Self::EmailChangeRequested => "email_change_requested",
         }
     }
 }
