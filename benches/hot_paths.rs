@@ -129,6 +129,7 @@ fn main() -> Result<(), BoxError> {
     let subject = Subject {
         user_id: &user_id,
         email: "ada@example.com",
+        email_verified: false,
         app_metadata: None,
         session_id: &session_id,
         session_expires_at: now + 86_400,

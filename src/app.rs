@@ -154,6 +154,11 @@ pub async fn start(
         .unwrap_or(cfg.listen);
     let issuer = cfg.issuer_for(addr);
     let own_origin = origin_of(&issuer).unwrap_or_else(|| format!("http://{addr}"));
+    let mailer = Arc::new(
+        crate::mail::Mailer::new(&cfg.mail, &issuer)
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
+    mailer.announce();
 
     let access = AccessTokens::new(
         keys.clone(),
@@ -217,6 +222,8 @@ pub async fn start(
         feed,
         // A held feed request answers well before the HTTP request timeout would cut it.
         feed_max_wait: Duration::from_millis(cfg.http_request_timeout_ms.saturating_sub(1000)),
+        mailer: mailer.clone(),
+        require_verified_email: cfg.mail.require_verified_email,
     }));
 
     let kick = Arc::new(tokio::sync::Notify::new());
@@ -231,6 +238,11 @@ pub async fn start(
         tokio::spawn(prune_loop(
             state.clone(),
             Duration::from_secs(cfg.prune_interval_secs),
+        )),
+        tokio::spawn(crate::mail::sender(
+            state.store().clone(),
+            mailer,
+            state.clock.clone(),
         )),
     ];
 

@@ -196,6 +196,99 @@ pub struct ServeConfig {
     /// process is what a kit uses).
     #[arg(long, env = "AUTHD_FEED_MAX_WAITERS_PER_KEY", value_name = "AUTHD_FEED_MAX_WAITERS_PER_KEY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub feed_max_waiters_per_key: u64,
+
+    #[command(flatten)]
+    pub mail: MailConfig,
+}
+
+/// How authd sends mail (password reset, email verification and change).
+#[derive(Clone, Args)]
+pub struct MailConfig {
+    /// The SMTP server: `smtp://[USER:PASSWORD@]HOST[:PORT]` (STARTTLS, required; port 587 by
+    /// default), `smtps://...` (TLS from the first byte; port 465), or `smtp://HOST:PORT?tls=none`
+    /// (plain text: only for a relay on the same host). Unset: mail is written as `.eml` files
+    /// to `AUTHD_MAIL_DIR` instead (development). The password is never logged.
+    #[arg(
+        long,
+        env = "AUTHD_SMTP_URL",
+        value_name = "AUTHD_SMTP_URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+
+    /// Where mail goes as `.eml` files when `AUTHD_SMTP_URL` is unset.
+    #[arg(
+        long,
+        env = "AUTHD_MAIL_DIR",
+        value_name = "AUTHD_MAIL_DIR",
+        default_value = "authd-mail"
+    )]
+    pub mail_dir: std::path::PathBuf,
+
+    /// The sender of every mail, `Name <address>`.
+    #[arg(
+        long,
+        env = "AUTHD_MAIL_FROM",
+        value_name = "AUTHD_MAIL_FROM",
+        default_value = "authd <no-reply@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// The web app (SPA) that mailed links open; the token travels in the link's fragment
+    /// (`#action=...&token=...`), which no server sees. Default: the issuer.
+    #[arg(long, env = "AUTHD_APP_URL", value_name = "AUTHD_APP_URL")]
+    pub app_url: Option<String>,
+
+    /// The product name mails speak of.
+    #[arg(
+        long,
+        env = "AUTHD_PRODUCT_NAME",
+        value_name = "AUTHD_PRODUCT_NAME",
+        default_value = "authd"
+    )]
+    pub product_name: String,
+
+    /// A directory of mail templates that replace the built-in ones, file by file
+    /// (`password_reset.subject`, `password_reset.txt`, `password_reset.html`, ...).
+    #[arg(
+        long,
+        env = "AUTHD_MAIL_TEMPLATES",
+        value_name = "AUTHD_MAIL_TEMPLATES"
+    )]
+    pub mail_templates: Option<std::path::PathBuf>,
+
+    /// Refuse the login of an account whose email is not verified (`403 email_not_verified`,
+    /// only once the password was right).
+    #[arg(long, env = "AUTHD_REQUIRE_VERIFIED_EMAIL", value_name = "AUTHD_REQUIRE_VERIFIED_EMAIL", default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub require_verified_email: bool,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            mail_dir: std::path::PathBuf::from("authd-mail"),
+            mail_from: "authd <no-reply@localhost>".to_owned(),
+            app_url: None,
+            product_name: "authd".to_owned(),
+            mail_templates: None,
+            require_verified_email: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("smtp", &self.smtp_url.as_ref().map(|_| "(set)"))
+            .field("mail_dir", &self.mail_dir)
+            .field("mail_from", &self.mail_from)
+            .field("app_url", &self.app_url)
+            .field("product_name", &self.product_name)
+            .field("mail_templates", &self.mail_templates)
+            .field("require_verified_email", &self.require_verified_email)
+            .finish()
+    }
 }
 
 impl Default for ServeConfig {
@@ -228,6 +321,7 @@ impl Default for ServeConfig {
             max_connections_per_ip: 512,
             feed_max_waiters: 1000,
             feed_max_waiters_per_key: 100,
+            mail: MailConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod feed;
 pub mod ids;
 pub mod keyring;
+pub mod mail;
 pub mod metrics;
 pub mod passwords;
 pub mod policy;

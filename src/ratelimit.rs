@@ -71,6 +71,24 @@ pub mod limits {
         burst: 300.0,
         per_sec: 20.0,
     };
+    /// Mail-sending requests (forgot password, verification, email change) per client IP: 10,
+    /// then one every 30 s.
+    pub const MAIL_PER_IP: Limit = Limit {
+        burst: 10.0,
+        per_sec: 1.0 / 30.0,
+    };
+    /// Mails asked for one address or one user: 3, then one every 5 minutes (nobody's inbox
+    /// can be flooded through authd).
+    pub const MAIL_PER_RECIPIENT: Limit = Limit {
+        burst: 3.0,
+        per_sec: 1.0 / 300.0,
+    };
+    /// Spending a mailed token (reset, verify, confirm) per client IP: 20, then one every 3 s
+    /// (256-bit tokens cannot be guessed; this bounds argon2 work and noise).
+    pub const TOKEN_PER_IP: Limit = Limit {
+        burst: 20.0,
+        per_sec: 1.0 / 3.0,
+    };
 }
 
 /// Most keys kept per limiter before full buckets are swept out.
@@ -181,6 +199,9 @@ pub struct RateLimits {
     pub register_ip: Limiter,
     pub refresh_ip: Limiter,
     pub service_key_ip: Limiter,
+    pub mail_ip: Limiter,
+    pub mail_recipient: Limiter,
+    pub token_ip: Limiter,
 }
 
 impl RateLimits {
@@ -197,6 +218,9 @@ impl RateLimits {
             register_ip: l(limits::REGISTER_PER_IP),
             refresh_ip: l(limits::REFRESH_PER_IP),
             service_key_ip: l(limits::SERVICE_KEY_FAILURES_PER_IP),
+            mail_ip: l(limits::MAIL_PER_IP),
+            mail_recipient: l(limits::MAIL_PER_RECIPIENT),
+            token_ip: l(limits::TOKEN_PER_IP),
         }
     }
 
@@ -212,6 +236,9 @@ impl RateLimits {
             &self.register_ip,
             &self.refresh_ip,
             &self.service_key_ip,
+            &self.mail_ip,
+            &self.mail_recipient,
+            &self.token_ip,
         ] {
             l.purge();
         }

@@ -377,6 +377,26 @@ impl Sessions {
         Ok(patched)
     }
 
+    /// Spends a password-reset token: the new password hash, every session ended (see
+    /// `Store::reset_password`). `false` when the token opens nothing.
+    pub async fn reset_password(
+        &self,
+        token_hash: Vec<u8>,
+        password_hash: String,
+        meta: &ClientMeta,
+        notice: impl FnOnce(&str) -> crate::store::outbox::Mail,
+    ) -> Result<bool, ServiceError> {
+        let reset = self
+            .0
+            .store
+            .reset_password(token_hash, password_hash, self.now(), meta, notice)
+            .await?;
+        if let Some(ended) = &reset {
+            self.mirror(ended, EndReason::PasswordReset);
+        }
+        Ok(reset.is_some())
+    }
+
     /// Deletes the user after ending every session (see `Store::delete_user`). `false` when
     /// there is no such user.
     pub async fn delete_user(
@@ -406,6 +426,7 @@ impl Sessions {
             .sign(&Subject {
                 user_id: &session.user_id,
                 email: &profile.email,
+                email_verified: profile.email_verified,
                 app_metadata: profile.app_metadata.as_deref(),
                 session_id: &session.id,
                 session_expires_at: session.absolute_expires_at,

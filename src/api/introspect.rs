@@ -51,6 +51,9 @@ pub struct Introspection {
     /// The user's email.
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
+    /// Whether the email was verified when the token was issued.
+    #[oai(skip_serializing_if_is_none)]
+    pub email_verified: Option<bool>,
     /// What admins set in the user's `app_metadata`, as of the token's issue.
     #[oai(skip_serializing_if_is_none)]
     pub app_metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
@@ -78,6 +81,7 @@ impl poem_openapi::types::Example for Introspection {
             iat: Some(1_790_000_000),
             jti: Some("7d1f3e2a-4b5c-4d6e-8f90-a1b2c3d4e5f6".into()),
             email: Some("ada@example.com".into()),
+            email_verified: Some(true),
             app_metadata: None,
         }
     }
@@ -130,6 +134,7 @@ impl IntrospectApi {
                 iat: Some(c.iat),
                 jti: Some(c.jti),
                 email: Some(c.email),
+                email_verified: Some(c.email_verified),
                 app_metadata: c.app_metadata.map(|m| m.into_iter().collect()),
             },
             Err(reason) => {

@@ -20,6 +20,8 @@ pub struct Me {
     pub user_id: String,
     /// The user's email.
     pub email: String,
+    /// Whether it was verified when the access token was issued.
+    pub email_verified: bool,
     /// Session id (`sid`).
     pub session_id: String,
 }
@@ -29,6 +31,7 @@ impl poem_openapi::types::Example for Me {
         Self {
             user_id: "5f0c6d1e-8a4b-4c39-9e51-2d7a3b9c0f11".into(),
             email: "ada@example.com".into(),
+            email_verified: true,
             session_id: "0b9e3c8e-5d0a-4f8e-a1c2-7e4d9b6f2a35".into(),
         }
     }
@@ -87,6 +90,7 @@ impl MeApi {
         Ok(MeResponse::Ok(Json(Me {
             user_id: c.sub,
             email: c.email,
+            email_verified: c.email_verified,
             session_id: c.sid,
         })))
     }

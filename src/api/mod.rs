@@ -22,6 +22,7 @@ pub mod http;
 pub mod introspect;
 pub mod keys;
 pub mod me;
+pub mod recovery;
 pub mod revocations;
 pub mod service;
 pub mod sessions;
@@ -67,6 +68,10 @@ pub struct Inner {
     pub feed: Arc<crate::feed::Feed>,
     /// Longest hold of a feed request (under the HTTP request timeout).
     pub feed_max_wait: std::time::Duration,
+    /// Composes mail for the outbox and rings its sender.
+    pub mailer: Arc<crate::mail::Mailer>,
+    /// `AUTHD_REQUIRE_VERIFIED_EMAIL`.
+    pub require_verified_email: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -237,6 +242,7 @@ pub struct RefreshCookie(pub ApiKey);
 /// The operations of the API.
 pub type Api = (
     auth::AuthApi,
+    recovery::RecoveryApi,
     sessions::SessionsApi,
     me::MeApi,
     keys::KeysApi,

@@ -100,8 +100,8 @@ impl Store {
         Ok(leased)
     }
 
-    /// The mail server took mail `id`: it is deleted.
-    pub async fn mail_sent(&self, id: i64) -> Result<(), StoreError> {
+    /// Mail `id` is done with (the mail server took it, or it was given up): it is deleted.
+    pub async fn remove_mail(&self, id: i64) -> Result<(), StoreError> {
         let (txn, _gate) = self.begin_write().await?;
         outbox::Entity::delete_by_id(id).exec(&txn).await?;
         txn.commit().await?;

@@ -26,6 +26,7 @@ impl User {
     pub fn profile(&self) -> Profile {
         Profile {
             email: self.email.clone(),
+            email_verified: self.email_verified,
             app_metadata: self.app_metadata.clone(),
         }
     }
@@ -35,6 +36,7 @@ impl User {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     pub email: String,
+    pub email_verified: bool,
     /// A JSON object, as stored.
     pub app_metadata: Option<String>,
 }

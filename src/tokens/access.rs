@@ -35,6 +35,9 @@ pub struct AccessClaims {
     pub exp: i64,
     /// The user's email, so that `/me` needs no database read.
     pub email: String,
+    /// Whether that address was verified when the token was issued.
+    #[serde(default)]
+    pub email_verified: bool,
     /// What admins wrote in the user's `app_metadata` (a JSON object, at most 2 KiB), as of
     /// the token's issue: roles, plan, tenant. Left out when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +149,7 @@ impl std::fmt::Debug for AccessTokens {
 pub struct Subject<'a> {
     pub user_id: &'a str,
     pub email: &'a str,
+    pub email_verified: bool,
     /// The user's `app_metadata` as stored (a JSON object).
     pub app_metadata: Option<&'a str>,
     pub session_id: &'a str,
@@ -219,6 +223,7 @@ impl AccessTokens {
             iat: now,
             exp,
             email: subject.email.to_owned(),
+            email_verified: subject.email_verified,
             app_metadata: match subject.app_metadata {
                 Some(raw) => Some(serde_json::from_str(raw).map_err(|_| KeyError::Claims)?),
                 None => None,

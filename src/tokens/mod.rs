@@ -7,6 +7,7 @@ pub const TYP: &str = "at+jwt";
 
 pub mod access;
 pub mod device;
+pub mod email;
 pub mod keys;
 pub mod refresh;
 pub mod revoked;

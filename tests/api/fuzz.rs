@@ -26,6 +26,7 @@ fn verifier() -> (AccessTokens, String) {
         .sign(&authd::tokens::access::Subject {
             user_id: "u",
             email: "e@example.com",
+            email_verified: false,
             app_metadata: None,
             session_id: "s",
             session_expires_at: i64::MAX,

@@ -33,6 +33,13 @@ pub fn test_config() -> ServeConfig {
         // One hashing thread per test app: tests run many apps at once, and each thread keeps
         // 19 MiB once it has verified a password.
         hash_threads: 1,
+        // Never the work tree: mail written as files goes to a directory of the test's own.
+        mail: authd::config::MailConfig {
+            mail_dir: std::env::temp_dir()
+                .join("authd-tests")
+                .join(format!("mail-{}", uuid::Uuid::new_v4().simple())),
+            ..authd::config::MailConfig::default()
+        },
         ..ServeConfig::default()
     }
 }

@@ -6,6 +6,7 @@
 
 mod helpers;
 mod process;
+mod smtp;
 
 mod access_tokens;
 mod admin;
@@ -21,6 +22,7 @@ mod http;
 mod instances;
 mod lifecycle;
 mod operations;
+mod recovery;
 mod sessions;
 mod storage;
 mod verifier;

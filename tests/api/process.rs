@@ -95,6 +95,10 @@ impl Authd {
             .env("AUTHD_LISTEN", "127.0.0.1:0")
             .env("AUTHD_ISSUER", ISSUER)
             .env("AUTHD_RATE_LIMITS", "off")
+            .env(
+                "AUTHD_MAIL_DIR",
+                std::env::temp_dir().join("authd-tests").join("mail"),
+            )
             .env("AUTHD_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -33,7 +33,14 @@ type RegisterErrors = Errors<
     },
 >;
 type LoginErrors = Errors<
-    { INVALID_REQUEST | INVALID_CREDENTIALS | CSRF_REJECTED | RATE_LIMITED | SERVICE_UNAVAILABLE },
+    {
+        INVALID_REQUEST
+            | INVALID_CREDENTIALS
+            | EMAIL_NOT_VERIFIED
+            | CSRF_REJECTED
+            | RATE_LIMITED
+            | SERVICE_UNAVAILABLE
+    },
 >;
 type RefreshErrors = Errors<
     {
@@ -163,6 +170,10 @@ impl AuthApi {
         } = body.0;
         let attempt = login::throttle(&state, req, &email, device_token.0.as_deref())?;
         let user = login::check_password(&state, &attempt, &email, password.into_inner()).await?;
+        // Only once the password was right: the answer tells nothing to who does not know it.
+        if state.require_verified_email && !user.email_verified {
+            return Err(ApiError::EmailNotVerified.into());
+        }
         // `None`: the password changed or the account was disabled while the hash was being
         // checked; the login verified a credential that no longer holds.
         let remember = remember.0.unwrap_or(true);

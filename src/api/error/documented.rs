@@ -28,6 +28,8 @@ pub mod codes {
     pub const INSUFFICIENT_SCOPE: u32 = 1 << 15;
     pub const CURSOR_EXPIRED: u32 = 1 << 16;
     pub const INTERNAL_ERROR: u32 = 1 << 17;
+    pub const INVALID_EMAIL_TOKEN: u32 = 1 << 18;
+    pub const EMAIL_NOT_VERIFIED: u32 = 1 << 19;
 
     /// Documented on every operation: the request guard answers them to any request (a body
     /// over the limit, a body that is not JSON), and any handler can fail.
@@ -36,7 +38,7 @@ pub mod codes {
 
 impl ApiError {
     /// Every error a client can see, with its flag from [`codes`] (405 is not per operation).
-    pub const DOCUMENTED: [(u32, ApiError); 18] = [
+    pub const DOCUMENTED: [(u32, ApiError); 20] = [
         (codes::INVALID_REQUEST, ApiError::invalid_request()),
         (codes::INVALID_EMAIL, ApiError::InvalidEmail),
         (codes::WEAK_PASSWORD, ApiError::WeakPassword),
@@ -72,6 +74,8 @@ impl ApiError {
         ),
         (codes::CURSOR_EXPIRED, ApiError::CursorExpired),
         (codes::INTERNAL_ERROR, ApiError::Internal),
+        (codes::INVALID_EMAIL_TOKEN, ApiError::InvalidEmailToken),
+        (codes::EMAIL_NOT_VERIFIED, ApiError::EmailNotVerified),
     ];
 
     /// What a status means, to open the description of its response in the spec.

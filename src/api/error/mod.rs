@@ -73,6 +73,14 @@ pub enum ApiError {
     /// reload the snapshot.
     #[error("cursor_expired")]
     CursorExpired,
+    /// 400: a mailed token (reset, verification, email change) is unknown, spent, expired,
+    /// superseded, of another purpose or garbage: one answer for every cause.
+    #[error("invalid_email_token")]
+    InvalidEmailToken,
+    /// 403: the password was right, but the account's email is not verified and the server
+    /// requires it (`AUTHD_REQUIRE_VERIFIED_EMAIL`).
+    #[error("email_not_verified")]
+    EmailNotVerified,
     /// 409: an account with this email exists.
     #[error("email_taken")]
     EmailTaken,
@@ -132,12 +140,15 @@ impl ApiError {
             Self::InvalidRequest { .. }
             | Self::InvalidEmail
             | Self::WeakPassword
-            | Self::AmbiguousRefreshToken => StatusCode::BAD_REQUEST,
+            | Self::AmbiguousRefreshToken
+            | Self::InvalidEmailToken => StatusCode::BAD_REQUEST,
             Self::InvalidCredentials
             | Self::InvalidToken
             | Self::InvalidRefreshToken
             | Self::InvalidServiceKey => StatusCode::UNAUTHORIZED,
-            Self::CsrfRejected(_) | Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::CsrfRejected(_) | Self::InsufficientScope(_) | Self::EmailNotVerified => {
+                StatusCode::FORBIDDEN
+            }
             Self::CursorExpired => StatusCode::GONE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -211,6 +222,10 @@ impl ApiError {
                 "This cursor cannot be continued: load the snapshot again (no cursor)."
             }
             Self::NotFound => "Not found.",
+            Self::InvalidEmailToken => "This link is invalid or has expired: ask for a new one.",
+            Self::EmailNotVerified => {
+                "Confirm your email address first: follow the link mailed to you, or ask for a new one."
+            }
             Self::MethodNotAllowed => "This method is not allowed on this path.",
             Self::EmailTaken => "An account with this email already exists.",
             Self::PayloadTooLarge => "The request body is too large.",
@@ -379,6 +394,8 @@ impl ApiError {
             Self::RateLimited { .. } => codes::RATE_LIMITED,
             Self::ServiceUnavailable => codes::SERVICE_UNAVAILABLE,
             Self::Internal => codes::INTERNAL_ERROR,
+            Self::InvalidEmailToken => codes::INVALID_EMAIL_TOKEN,
+            Self::EmailNotVerified => codes::EMAIL_NOT_VERIFIED,
         }
     }
 }

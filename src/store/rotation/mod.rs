@@ -100,6 +100,7 @@ struct Presented {
     ip: Option<String>,
     persistent: bool,
     email: String,
+    email_verified: bool,
     app_metadata: Option<String>,
     disabled: bool,
 }
@@ -132,6 +133,7 @@ impl From<Presented> for Found {
             },
             profile: Profile {
                 email: p.email,
+                email_verified: p.email_verified,
                 app_metadata: p.app_metadata,
             },
             disabled: p.disabled,
@@ -248,6 +250,7 @@ async fn read_presented(
         .column((s, S::Ip))
         .column((s, S::Persistent))
         .column((u, U::Email))
+        .column((u, U::EmailVerified))
         .column((u, U::AppMetadata))
         .column((u, U::Disabled))
         .from(rt)
