@@ -292,8 +292,8 @@ pub async fn run(cli: Cli) -> CliResult {
                 .await?;
             bar.finish_and_clear();
             println!(
-                "pruned: {} sessions, {} revocations, {} sealed successors, {} events, {} keys",
-                p.sessions, p.revocations, p.sealed_successors, p.events, p.keys
+                "pruned: {} sessions, {} revocations, {} sealed successors, {} events, {} keys, {} email tokens",
+                p.sessions, p.revocations, p.sealed_successors, p.events, p.keys, p.email_tokens
             );
             Ok(())
         }

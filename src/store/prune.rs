@@ -1,9 +1,12 @@
 //! Removes what can no longer matter: expired sessions (their refresh tokens go with them) in
 //! batches of 1,000, each its own transaction, so no transaction holds the write lock for long;
 //! then in one transaction revoked-list entries whose access tokens have all expired, sealed
-//! successors past the grace window, security events past their retention, and retired keys
-//! past their overlap (cut-offs from the recorded issuing policy, `crate::policy`).
-use entity::{refresh_tokens, revoked_sessions, security_events, sessions, signing_keys};
+//! successors past the grace window, security events past their retention, retired keys
+//! past their overlap (cut-offs from the recorded issuing policy, `crate::policy`), and expired
+//! email tokens.
+use entity::{
+    email_tokens, refresh_tokens, revoked_sessions, security_events, sessions, signing_keys,
+};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
@@ -20,6 +23,7 @@ pub struct Pruned {
     pub sealed_successors: u64,
     pub events: u64,
     pub keys: u64,
+    pub email_tokens: u64,
 }
 
 impl Store {
@@ -97,6 +101,11 @@ impl Store {
             .rows_affected;
         out.keys = signing_keys::Entity::delete_many()
             .filter(signing_keys::Column::RetiredAt.lte(policy.retired_key_cutoff(now)))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        out.email_tokens = email_tokens::Entity::delete_many()
+            .filter(email_tokens::Column::ExpiresAt.lte(now))
             .exec(&txn)
             .await?
             .rows_affected;

@@ -8,6 +8,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::process::Authd;
 use crate::smtp::{Received, Sink};
 
 const PASSWORD: &str = "correct horse battery";
@@ -220,6 +221,43 @@ async fn every_bad_token_gets_the_one_invalid_email_token_answer() {
         .post_json("/auth/email/verify", json!({"token": verification}))
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The expired reset token is pruned; nothing else was left.
+    assert_eq!(app.prune().await.email_tokens, 1);
+}
+
+#[tokio::test]
+async fn a_mail_queued_before_kill_9_goes_out_after_the_restart() {
+    let (db, database) = fresh_database().await;
+    // A port with nothing behind it yet: the mail cannot leave before the crash.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let smtp = format!("smtp://127.0.0.1:{port}?tls=none");
+    let env = [("AUTHD_SMTP_URL", smtp.as_str())];
+    let mut first = Authd::start(&db.database_url, &env).await;
+    let mail = email();
+    first.register(&mail, PASSWORD).await;
+    assert_eq!(first.forgot(&mail).await.status(), StatusCode::ACCEPTED);
+    let store = authd::store::Store::connect(&db).await.expect("store");
+    eventually("the mail is queued", || async {
+        store.mail_waiting().await.expect("outbox") == 1
+    })
+    .await;
+    first.signal("KILL");
+    assert!(first.wait_exit(Duration::from_secs(5)).await.is_some());
+    drop(first);
+
+    let sink = Sink::on(port).await;
+    let _second = Authd::start(&db.database_url, &env).await.owning(database);
+    // Its first try failed before the crash: the retry is due 5 s after it.
+    let got = sink.wait_for_within(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].to, [mail]);
+    assert!(got[0].token().is_some());
+    eventually("the outbox is empty", || async {
+        store.mail_waiting().await.expect("outbox") == 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -97,7 +97,12 @@ impl Sink {
 
     /// Waits (10 s at most) until `n` messages have arrived, and returns them all.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        self.wait_for_within(n, Duration::from_secs(10)).await
+    }
+
+    /// Waits at most `limit` until `n` messages have arrived, and returns them all.
+    pub async fn wait_for_within(&self, n: usize, limit: Duration) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + limit;
         loop {
             let got = self.received();
             if got.len() >= n {
@@ -105,7 +110,7 @@ impl Sink {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "{} of {n} mails arrived within 10 s",
+                "{} of {n} mails arrived within {limit:?}",
                 got.len()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
