@@ -27,6 +27,15 @@
 //                                             // on authd's origin or one of resourceOrigins
 //   await auth.logout();
 //
+// Account recovery and verified email (see "Links from mail" below):
+//
+//   await auth.forgotPassword(email);         // 202 whatever the address: "a link is on its way"
+//   const link = linkFromLocation();          // page load: { action, token } from the fragment,
+//                                             // which it clears from the address bar; or null
+//   if (link?.action === 'reset-password') await auth.resetPassword(link.token, newPassword);
+//   if (link?.action === 'verify-email') await auth.verifyEmail(link.token);
+//   await auth.sendEmailVerification();       // logged in: mails a link to the account's address
+//
 // Which URLs get the access token. `auth.fetch` attaches it only to authd's origin and to the
 // origins in `resourceOrigins` (your APIs: `createAuthClient({ baseUrl, resourceOrigins:
 // ['https://api.example.com'] })`), and rejects any other URL with an `AuthError` whose `.code`
@@ -65,6 +74,17 @@
 //   a plain logout.)
 // A `restore()` that fails (any of the above, or an authd error) leaves the state `logged_out`
 // with the error, never `unknown` ("checking session…") for good, and tells no other tab.
+//
+// Links from mail. authd mails links to the app (`AUTHD_APP_URL`) with the one-time token in
+// the fragment, `#action=reset-password&token=...` (also `verify-email`,
+// `confirm-email-change`): no server sees a fragment, so nothing but the app's POST spends the
+// token (not a mail scanner that follows links, not a proxy's log). `linkFromLocation()` reads
+// it and replaces the URL with one without the fragment (`history.replaceState`), so the token
+// stays neither in the address bar nor in the history. Any bad token (unknown, used, expired,
+// superseded by a newer link) rejects with the one code `invalid_email_token` (`.status` 400);
+// a new password that is too short or too common with `weak_password` (the token stays good).
+// `resetPassword` ends every session of the account, this browser's too if it is logged in to
+// it: its next refresh logs every tab out.
 
 /**
  * Thrown by `login` (and `fetch` with no session): `.status` and `.code` from authd, or the
@@ -459,6 +479,54 @@ export function createAuthClient(options) {
     return res;
   }
 
+  // ---- account recovery and verified email ----------------------------------------------------
+
+  // POSTs `body` as JSON to authd (no token); resolves when the answer is `expected`, else
+  // rejects with authd's error.
+  async function postJson(path, body, expected) {
+    const res = await call(path, {
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (res.status !== expected) throw await errorOf(res);
+  }
+
+  /**
+   * Asks for a password-reset link for `email`. Resolves (authd answered 202) whether or not an
+   * account has the address: say "if an account has this address, a link is on its way".
+   */
+  function forgotPassword(email) {
+    return postJson('/auth/password/forgot', { email }, 202);
+  }
+
+  /**
+   * Sets a new password with the token of a `reset-password` link. Every session of the account
+   * ends at once. Rejects with `invalid_email_token` (the link is bad: ask for a new one) or
+   * `weak_password` (the token stays good: try another password).
+   */
+  function resetPassword(token, newPassword) {
+    return postJson('/auth/password/reset', { token, new_password: newPassword }, 204);
+  }
+
+  /** Verifies the account's address with the token of a `verify-email` link. */
+  function verifyEmail(token) {
+    return postJson('/auth/email/verify', { token }, 204);
+  }
+
+  /** Moves the account to its new address with the token of a `confirm-email-change` link. */
+  function confirmEmailChange(token) {
+    return postJson('/auth/email/change/confirm', { token }, 204);
+  }
+
+  /**
+   * Logged in: mails a verification link to the account's address (nothing when it is verified
+   * already). Uses the access token like `auth.fetch`; rejects with authd's error.
+   */
+  async function sendEmailVerification() {
+    const res = await authFetch('/auth/email/verify/send', { method: 'POST' });
+    if (res.status !== 202) throw await errorOf(res);
+  }
+
   function subscribe(fn) {
     listeners.add(fn);
     fn(state());
@@ -471,11 +539,36 @@ export function createAuthClient(options) {
     refresh,
     restore,
     fetch: authFetch,
+    forgotPassword,
+    resetPassword,
+    verifyEmail,
+    confirmEmailChange,
+    sendEmailVerification,
     subscribe,
     get state() { return state(); },
     /** The current access token, for handing to another library; keep it in memory only. */
     get accessToken() { return token?.accessToken ?? null; },
   };
+}
+
+/**
+ * The link from mail this page was opened with: `{ action, token }` from a fragment such as
+ * `#action=reset-password&token=...`, or null when the fragment is not one. It replaces the
+ * address with one without the fragment (`history.replaceState`: no reload, no `hashchange`),
+ * so that the token stays neither in the address bar nor in the history; keep it in memory
+ * only. Call it on load and on `hashchange` (a link opened in a tab already on the app's page
+ * changes only the fragment).
+ */
+export function linkFromLocation() {
+  const loc = globalThis.location;
+  if (!loc?.hash || loc.hash.length < 2) return null;
+  const params = new URLSearchParams(loc.hash.slice(1));
+  const action = params.get('action');
+  const token = params.get('token');
+  if (!action || !token) return null;
+  const hist = globalThis.history;
+  hist?.replaceState(hist.state, '', loc.pathname + loc.search);
+  return { action, token };
 }
 
 // Whether two hostnames are one site as far as a SameSite cookie goes. IPs must be equal; names

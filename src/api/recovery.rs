@@ -384,7 +384,7 @@ fn spendable(state: &AppState, meta: &ClientMeta, token: &str) -> Result<Vec<u8>
     email_token::parse(token).ok_or(ApiError::InvalidEmailToken)
 }
 
-fn mint() -> Result<email_token::Minted, ApiError> {
+pub(crate) fn mint() -> Result<email_token::Minted, ApiError> {
     email_token::mint().map_err(|e| ApiError::internal("OS random number generator", &e))
 }
 
@@ -397,8 +397,9 @@ async fn current_user(state: &AppState, id: &str) -> Result<User, ApiError> {
         .ok_or(ApiError::InvalidToken)
 }
 
+/// Issues a token of `purpose` for `user` with its mails, and rings the sender.
 #[allow(clippy::too_many_arguments)]
-async fn issue(
+pub(crate) async fn issue(
     state: &AppState,
     user: &User,
     purpose: Purpose,

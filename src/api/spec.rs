@@ -150,7 +150,12 @@ fn scope_of(path: &str) -> Option<crate::tokens::Scope> {
 /// Request bodies that refuse unknown fields (`deny_unknown_fields`), which poem-openapi does
 /// not write into their schemas: `additionalProperties: false`, so that clients and testing
 /// tools know an extra field is an error, not ignored.
-pub const CLOSED_OBJECTS: [&str; 3] = ["CreateUserRequest", "UpdateUserRequest", "DeleteMeRequest"];
+pub const CLOSED_OBJECTS: [&str; 4] = [
+    "CreateUserRequest",
+    "UpdateUserRequest",
+    "DeleteMeRequest",
+    "PasswordResetRequest",
+];
 
 fn closed_objects(doc: &mut Value) {
     let Some(schemas) = doc

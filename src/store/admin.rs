@@ -194,6 +194,11 @@ impl Store {
         }
         let ended =
             end_sessions_in(&txn, id, &SessionScope::All, EndReason::Deleted, now, meta).await?;
+        // Its mailed tokens name its address.
+        entity::email_tokens::Entity::delete_many()
+            .filter(entity::email_tokens::Column::UserId.eq(id.as_str()))
+            .exec(&txn)
+            .await?;
         security_events::Entity::update_many()
             .col_expr(security_events::Column::Ip, Expr::value(None::<String>))
             .col_expr(

@@ -129,6 +129,11 @@ async fn admin_operations_refuse_no_key_another_scope_and_a_users_access_token()
         (Method::GET, format!("/admin/users/{id}/sessions"), None),
         (Method::DELETE, format!("/admin/users/{id}/sessions"), None),
         (Method::GET, "/admin/events".into(), None),
+        (
+            Method::POST,
+            format!("/admin/users/{id}/password-reset"),
+            Some(json!({"send": false})),
+        ),
     ];
     for (method, path, body) in &operations {
         let req = |auth: Option<&str>| {
@@ -390,10 +395,25 @@ async fn deleting_a_user_ends_its_sessions_and_removes_its_personal_data_but_not
     })
     .await;
 
+    // And a reset link: its token row names the address.
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let tokens_of = || {
+        entity::email_tokens::Entity::find()
+            .filter(entity::email_tokens::Column::UserId.eq(id.as_str()))
+            .count(app.state().store().connection())
+    };
+    app.post_json("/auth/password/forgot", json!({"email": mail}))
+        .await;
+    eventually("a reset token is issued", || async {
+        tokens_of().await.expect("count") == 1
+    })
+    .await;
+
     let r = admin
         .send(Method::DELETE, &format!("/admin/users/{id}"), None)
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(tokens_of().await.expect("count"), 0);
     assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
     let refresh = app.refresh(&t.refresh).await;
     assert_error(refresh, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
@@ -424,7 +444,6 @@ async fn deleting_a_user_ends_its_sessions_and_removes_its_personal_data_but_not
     );
 
     // No row holds the email, an address or a browser of the user any more.
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let db = app.state().store().connection();
     let by_email = entity::users::Entity::find()
         .filter(entity::users::Column::Email.eq(mail.as_str()))

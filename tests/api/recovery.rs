@@ -578,3 +578,75 @@ async fn asking_for_mail_is_throttled_per_address_and_per_client() {
     // Another address from the same client: the per-client bucket (10) still has room.
     assert_eq!(app.forgot(&email()).await.status(), StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn an_admin_mails_a_reset_link_or_gets_it_to_pass_on() {
+    let sink = Sink::start().await;
+    let app = app_with(&sink, |_| {}).await;
+    let key = app.service_key(&[Scope::Admin]).await;
+    let mail = email();
+    let t = app.user(&mail).await;
+    let id = me(&app, &t.access).await["user_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let ask = |body: Option<Value>| {
+        let mut r = app
+            .client
+            .post(app.url(&format!("/admin/users/{id}/password-reset")))
+            .bearer_auth(&key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+    let mailed = ask(None).await.expect("request");
+    assert_eq!(mailed.status(), StatusCode::ACCEPTED);
+    let first = sink.wait_for(1).await[0].token().expect("token");
+
+    let r = ask(Some(json!({"send": false}))).await.expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    let link = v["link"].as_str().expect("link");
+    assert!(link.starts_with(&format!("{APP}#action=reset-password&token=")));
+    assert!(v["expires_at"].is_string());
+    let token = link.rsplit("token=").next().expect("token").to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received().len(), 1, "send: false mails nothing");
+
+    // The newer link supersedes the mailed one; it resets like any other.
+    let old = app.reset(&first, NEW_PASSWORD).await;
+    assert_error(old, StatusCode::BAD_REQUEST, "invalid_email_token").await;
+    assert_eq!(
+        app.reset(&token, NEW_PASSWORD).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    let events: Value = app
+        .client
+        .get(app.url(&format!(
+            "/admin/events?user_id={id}&kind=password_reset_requested"
+        )))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    let events = events["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| {
+        e["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("service_key:"))
+    }));
+    let nobody = app
+        .client
+        .post(app.url("/admin/users/nobody/password-reset"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("request");
+    assert_error(nobody, StatusCode::NOT_FOUND, "not_found").await;
+}

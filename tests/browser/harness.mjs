@@ -44,7 +44,10 @@ export function killOnExit(child) {
   child.once('exit', () => children.delete(child));
 }
 
-/** Starts authd on a free port with a fresh SQLite database; resolves once /readyz is 200. */
+/**
+ * Starts authd on a free port with a fresh SQLite database; resolves once /readyz is 200.
+ * `env` is extra environment, or a function of authd's URL that returns it.
+ */
 export async function startAuthd({ name, allowedOrigins, env = {} }) {
   if (!existsSync(authdBin)) throw new Error(`${authdBin} is missing: run cargo build --release`);
   const dir = mkdtempSync(join(tmpdir(), 'authd-browser-'));
@@ -62,7 +65,9 @@ export async function startAuthd({ name, allowedOrigins, env = {} }) {
         AUTHD_LISTEN: `127.0.0.1:${port}`,
         AUTHD_ALLOWED_ORIGINS: allowedOrigins.join(','),
         AUTHD_RATE_LIMITS: 'off',
-        ...env,
+        // Mail (when no AUTHD_SMTP_URL) as files in the temp dir, not in the work tree.
+        AUTHD_MAIL_DIR: join(dir, 'mail'),
+        ...(typeof env === 'function' ? env(url) : env),
       },
       stdio: ['ignore', log, log],
     });
@@ -103,6 +108,8 @@ export async function startAuthd({ name, allowedOrigins, env = {} }) {
  * origin authd does not allow, and a Chromium profile of its own. Torn down by `t.after`.
  * `demoHost: 'localhost'` serves the demo page on http://localhost:<port> (authd stays on
  * 127.0.0.1); `allowedOrigins(demoOrigin)` gives AUTHD_ALLOWED_ORIGINS (default: the demo's).
+ * `env` is extra environment for authd, or a function `({ demoUrl }) => env` given the demo page
+ * URL builder (for AUTHD_APP_URL: the builder needs authd's URL, known only once it starts).
  */
 export async function setup(t, {
   name, env = {}, thirdParty = false, demoHost = '127.0.0.1', allowedOrigins = (demoOrigin) => [demoOrigin],
@@ -120,7 +127,11 @@ export async function setup(t, {
     third = await startStaticServer({ root: join(here, 'fixtures') });
     cleanups.push(third.close);
   }
-  const authd = await startAuthd({ name, allowedOrigins: allowedOrigins(demo.url), env });
+  /** The demo page URL (query: singleFlight, webLocks, margin) talking to authd at `authdUrl`. */
+  const demoUrlOf = (authdUrl) => (query = {}) =>
+    `${demo.url}/?${new URLSearchParams({ authd: authdUrl, ...query })}`;
+  const authdEnv = typeof env === 'function' ? (url) => env({ demoUrl: demoUrlOf(url) }) : env;
+  const authd = await startAuthd({ name, allowedOrigins: allowedOrigins(demo.url), env: authdEnv });
   cleanups.push(authd.stop);
 
   const profile = mkdtempSync(join(tmpdir(), 'authd-chromium-'));
@@ -147,8 +158,7 @@ export async function setup(t, {
   t.after(() => { if (logs.length) console.log(`${name} browser console:\n  ${logs.join('\n  ')}`); });
 
   /** The demo page URL (query: singleFlight, webLocks, margin). */
-  const demoUrl = (query = {}) =>
-    `${demo.url}/?${new URLSearchParams({ authd: authd.url, ...query })}`;
+  const demoUrl = demoUrlOf(authd.url);
 
   return { authd, demo, third, context, demoUrl };
 }

@@ -3,6 +3,9 @@ register, login (body delivery), getMe, refresh, reuse of the old refresh token 
 session is revoked: its new refresh token and its access token fail too), logout. Then the
 admin API with the service key of scope `admin` in AUTHD_ADMIN_KEY (made by run.sh): create a
 user, set its app_metadata (the next refresh's access token carries it), delete it (404 after).
+And a password reset: requestPasswordReset (202), the token from the mail authd wrote to
+AUTHD_MAIL_DIR (run.sh starts it without SMTP), resetPassword (204), the old session's access
+token refused, the new password logs in, the spent token refused (400 invalid_email_token).
 
 Usage: PYTHONPATH=target/sdk-py python tests/sdk/flow.py http://127.0.0.1:PORT
 (the server runs with AUTHD_REUSE_GRACE_SECS=0, so a replay is reuse at once).
@@ -12,12 +15,14 @@ import base64
 import json
 import os
 import random
+import re
 import sys
 import time
+from pathlib import Path
 
 from authd_client import AuthenticatedClient, Client
 from authd_client.api.admin import admin_create_user, admin_delete_user, admin_get_user, admin_update_user
-from authd_client.api.auth import login, logout, refresh, register
+from authd_client.api.auth import login, logout, refresh, register, request_password_reset, reset_password
 from authd_client.api.me import get_me
 from authd_client.api.sessions import list_security_events, list_sessions
 from authd_client.models import (
@@ -25,11 +30,13 @@ from authd_client.models import (
     CreateUserRequest,
     Delivery,
     ErrorBody,
+    ForgotRequest,
     LoginRequest,
     LogoutScope,
     Me,
     RefreshRequest,
     RegisterRequest,
+    ResetRequest,
     TokenResponse,
     UpdateUserRequest,
     UpdateUserRequestAppMetadata,
@@ -79,6 +86,71 @@ def jwt_claims(token: str) -> dict:
     parts = token.split(".")
     check(len(parts) == 3, "the access token is a JWT (three parts)")
     return json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+
+
+def reset_token_from_mail(email: str) -> str:
+    """The token of the newest password-reset mail to `email` in AUTHD_MAIL_DIR (`.eml` files,
+    quoted-printable bodies), polling for up to 10 s: authd mails after answering."""
+    mail_dir = os.environ.get("AUTHD_MAIL_DIR", "")
+    check(mail_dir != "", "AUTHD_MAIL_DIR names authd's mail directory (run.sh sets it)")
+    to = re.compile(r"^To: .*" + re.escape(email), re.M | re.I)
+    link = re.compile(r"#action=reset-password&token=([A-Za-z0-9_-]{43})")
+    deadline = time.monotonic() + 10
+    while True:
+        files = sorted(
+            (p for p in Path(mail_dir).glob("*.eml") if not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime_ns,
+            reverse=True,
+        )
+        for path in files:
+            # Quoted-printable: soft line breaks and `=3D` (the token itself is base64url).
+            text = path.read_text("latin-1").replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+            found = link.search(text)
+            if to.search(text) and found:
+                return found.group(1)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no password-reset mail to {email} in {mail_dir} within 10 s")
+        time.sleep(0.1)
+
+
+def reset_scenario(base_url: str, client: Client) -> None:
+    email = f"py-reset-{int(time.time() * 1000)}-{random.randrange(10**9)}@example.com"
+    password = "correct horse battery staple"
+    new_password = "a longer and newer passphrase"
+    reg = register.sync_detailed(client=client, body=RegisterRequest(email=email, password=password))
+    check(reg.status_code == 201, f"register: {reg.status_code} {reg.content!r}")
+    before, rt_before = do_login(client, email, password)
+
+    # requestPasswordReset: 202, no body, whatever the address
+    forgot = request_password_reset.sync_detailed(client=client, body=ForgotRequest(email=email))
+    check(forgot.status_code == 202, f"requestPasswordReset: {forgot.status_code} {forgot.content!r}")
+    check(forgot.content == b"", "requestPasswordReset: no body")
+    unknown = request_password_reset.sync_detailed(client=client, body=ForgotRequest(email=f"nobody-{email}"))
+    check(unknown.status_code == 202, f"requestPasswordReset of an unknown address: {unknown.status_code}")
+    token = reset_token_from_mail(email)
+
+    # resetPassword: 204; every session ends at once
+    reset = reset_password.sync_detailed(client=client, body=ResetRequest(token=token, new_password=new_password))
+    check(reset.status_code == 204, f"resetPassword: {reset.status_code} {reset.content!r}")
+    expect_error(get_me.sync_detailed(client=authed(base_url, before.access_token)), 401, "invalid_token")
+    expect_error(
+        refresh.sync_detailed(client=client, body=RefreshRequest(refresh_token=rt_before)), 401, "invalid_refresh_token"
+    )
+
+    # the old password is refused, the new one logs in
+    old_login = login.sync_detailed(
+        client=client, body=LoginRequest(email=email, password=password, delivery=Delivery.BODY)
+    )
+    expect_error(old_login, 401, "invalid_credentials")
+    after, _ = do_login(client, email, new_password)
+    me = get_me.sync_detailed(client=authed(base_url, after.access_token))
+    check(me.status_code == 200 and isinstance(me.parsed, Me) and me.parsed.email == email, f"getMe after the reset: {me.status_code}")
+
+    # the token is spent
+    again = reset_password.sync_detailed(
+        client=client, body=ResetRequest(token=token, new_password="yet another long passphrase")
+    )
+    expect_error(again, 400, "invalid_email_token")
 
 
 def admin_scenario(base_url: str, client: Client) -> None:
@@ -191,6 +263,7 @@ def main() -> None:
     again_out = logout.sync_detailed(client=client, body=RefreshRequest(refresh_token=rt3))
     check(again_out.status_code == 204, f"logout of an ended session: {again_out.status_code}")
 
+    reset_scenario(base_url, client)
     admin_scenario(base_url, client)
 
     print(f"python flow: ok ({STEPS} checks)")

@@ -5,8 +5,14 @@
 // run.sh): create a user, find it, set its app_metadata (the next refresh's access token carries
 // it), list its sessions, disable it (its access token is refused at once), read its audit trail
 // (each admin action names the key), delete it (404 after). A user's access token is no admin key.
+// And a password reset: requestPasswordReset (202), the token from the mail authd wrote to
+// AUTHD_MAIL_DIR (run.sh starts it without SMTP), resetPassword (204), the old session's access
+// token refused, the new password logs in, the spent token refused (400 invalid_email_token).
 // Usage: node dist/flow.js http://127.0.0.1:PORT (the server runs with
 // AUTHD_REUSE_GRACE_SECS=0, so a replay is reuse at once).
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+
 import createClient from "openapi-fetch";
 
 import type { components, paths } from "./generated/authd.js";
@@ -60,6 +66,73 @@ function jwtClaims(token: string): Record<string, unknown> {
   const parts = token.split(".");
   check(parts.length === 3, "the access token is a JWT (three parts)");
   return JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
+}
+
+/**
+ * The token of the newest password-reset mail to `email` in AUTHD_MAIL_DIR (`.eml` files,
+ * quoted-printable bodies), polling for up to 10 s: authd mails after answering.
+ */
+async function resetTokenFromMail(email: string): Promise<string> {
+  const dir = process.env.AUTHD_MAIL_DIR ?? "";
+  check(dir !== "", "AUTHD_MAIL_DIR names authd's mail directory (run.sh sets it)");
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const mails = readdirSync(dir)
+      .filter((name) => name.endsWith(".eml") && !name.startsWith("."))
+      .map((name) => join(dir, name))
+      .map((path) => ({
+        mtime: statSync(path).mtimeMs,
+        // Quoted-printable: soft line breaks and `=3D` (the token itself is base64url).
+        text: readFileSync(path, "latin1").replace(/=\r?\n/g, "").replace(/=3D/g, "="),
+      }))
+      .filter((m) => new RegExp(`^To: .*${email.replace(/[.+]/g, "\\$&")}`, "mi").test(m.text))
+      .sort((a, b) => b.mtime - a.mtime);
+    for (const mail of mails) {
+      const m = /#action=reset-password&token=([A-Za-z0-9_-]{43})/.exec(mail.text);
+      if (m) {
+        return m[1]!;
+      }
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`no password-reset mail to ${email} in ${dir} within 10 s`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function resetScenario(): Promise<void> {
+  const email = `ts-reset-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`;
+  const password = "correct horse battery staple";
+  const newPassword = "a longer and newer passphrase";
+  const reg = await client.POST("/auth/register", { body: { email, password } });
+  check(reg.response.status === 201, `register: ${reg.response.status}`);
+  const before = await login(email, password);
+
+  // requestPasswordReset: 202, no body, whatever the address
+  const forgot = await client.POST("/auth/password/forgot", { body: { email } });
+  check(forgot.response.status === 202, `requestPasswordReset: ${forgot.response.status} ${JSON.stringify(forgot.error)}`);
+  const unknown = await client.POST("/auth/password/forgot", { body: { email: `nobody-${email}` } });
+  check(unknown.response.status === 202, `requestPasswordReset of an unknown address: ${unknown.response.status}`);
+  const token = await resetTokenFromMail(email);
+
+  // resetPassword: 204; every session ends at once
+  const reset = await client.POST("/auth/password/reset", { body: { token, new_password: newPassword } });
+  check(reset.response.status === 204, `resetPassword: ${reset.response.status} ${JSON.stringify(reset.error)}`);
+  const meOld = await client.GET("/me", bearer(before.access_token));
+  expectError(meOld.error, 401, meOld.response.status, "invalid_token");
+  const rtOld = await client.POST("/auth/refresh", { body: { refresh_token: before.refresh_token } });
+  expectError(rtOld.error, 401, rtOld.response.status, "invalid_refresh_token");
+
+  // the old password is refused, the new one logs in
+  const oldLogin = await client.POST("/auth/login", { body: { email, password, delivery: "body" } });
+  expectError(oldLogin.error, 401, oldLogin.response.status, "invalid_credentials");
+  const after = await login(email, newPassword);
+  const me = await client.GET("/me", bearer(after.access_token));
+  check(me.response.status === 200 && me.data?.email === email, `getMe after the reset: ${me.response.status}`);
+
+  // the token is spent
+  const again = await client.POST("/auth/password/reset", { body: { token, new_password: "yet another long passphrase" } });
+  expectError(again.error, 400, again.response.status, "invalid_email_token");
 }
 
 async function adminScenario(): Promise<void> {
@@ -221,6 +294,7 @@ async function main(): Promise<void> {
   const outAgain = await client.POST("/auth/logout", { body: { refresh_token: third.refresh_token } });
   check(outAgain.response.status === 204, `logout of an ended session: ${outAgain.response.status}`);
 
+  await resetScenario();
   await adminScenario();
 
   console.log(`typescript flow: ok (${steps} checks)`);

@@ -3,7 +3,8 @@
 #   1. openapi-spec-validator and `redocly lint` (recommended rules) on openapi.yaml;
 #   2. a TypeScript client generated from it (openapi-typescript + openapi-fetch), type-checked
 #      with `tsc --strict`, running the SDK flow (flow.ts), then the admin API with a service key
-#      of scope `admin` (AUTHD_ADMIN_KEY, made here, given to the flows only);
+#      of scope `admin` (AUTHD_ADMIN_KEY, made here, given to the flows only), and a password
+#      reset whose link the flow reads from the mail authd writes to AUTHD_MAIL_DIR (no SMTP);
 #   3. a Python client generated from it (openapi-python-client), running the same flows (flow.py);
 #   4. schemathesis over every operation (no 5xx, responses conform, no undocumented status);
 #   5. the docs UI at /docs in headless Chromium (docs.ts), with screenshots.
@@ -132,6 +133,9 @@ free_port() {
 start_server() {
   PORT="$(free_port)"
   URL="http://127.0.0.1:$PORT"
+  # No SMTP: authd writes its mail as .eml files here, where the flows read the reset link.
+  AUTHD_MAIL_DIR="$TMP/mail"
+  export AUTHD_MAIL_DIR
   DATABASE_URL="sqlite://$TMP/authd.db?mode=rwc" \
   AUTHD_LISTEN="127.0.0.1:$PORT" \
   AUTHD_RATE_LIMITS=off \

@@ -262,3 +262,39 @@ impl poem_openapi::types::Example for EventPage {
         }
     }
 }
+
+/// What to do with a password-reset link.
+#[derive(Debug, Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// `true` (the default): mail it to the user's address. `false`: mail nothing and return
+    /// it, for a support agent to pass on by another channel.
+    pub send: Optional<bool>,
+}
+
+impl poem_openapi::types::Example for PasswordResetRequest {
+    fn example() -> Self {
+        Self {
+            send: Optional(Some(false)),
+        }
+    }
+}
+
+/// A password-reset link that was not mailed.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct PasswordResetLink {
+    /// The link (its token is in the fragment); it works once.
+    pub link: String,
+    /// When it stops working (30 minutes).
+    pub expires_at: OffsetDateTime,
+}
+
+impl poem_openapi::types::Example for PasswordResetLink {
+    fn example() -> Self {
+        Self {
+            link: "https://app.example.com/#action=reset-password&token=Zk3q9V2xJ0bC7tWm1pR4sY8uE6oA5nH2dL0gK9fT3jQ".into(),
+            expires_at: timestamp(1_790_001_800),
+        }
+    }
+}

@@ -11,10 +11,12 @@ use crate::api::error::codes::*;
 use crate::api::error::{ApiError, Errors};
 use crate::api::strict::Patch;
 use crate::api::{AppState, NoContent, Tag};
+use crate::mail::Kind;
 use crate::passwords;
 use crate::policy;
 use crate::store::admin::{Patched, UserPatch};
-use crate::store::{EndReason, NewUser, SessionScope, User, UserId};
+use crate::store::email_tokens::Purpose;
+use crate::store::{EndReason, EventKind, NewUser, SessionScope, User, UserId};
 
 /// Most sessions one answer lists (the most recently refreshed).
 const MAX_LISTED_SESSIONS: u64 = 1000;
@@ -82,6 +84,17 @@ pub enum SessionListResponse {
     /// The user's live sessions, most recently refreshed first.
     #[oai(status = 200)]
     Ok(Json<Vec<AdminSession>>),
+}
+
+/// `adminSendPasswordReset`'s answer.
+#[derive(ApiResponse)]
+pub enum PasswordResetResponse {
+    /// The link was mailed to the user's address.
+    #[oai(status = 202)]
+    Mailed,
+    /// The link, not mailed (`send: false`).
+    #[oai(status = 200)]
+    Link(Json<PasswordResetLink>),
 }
 
 /// Users and their sessions, for back offices.
@@ -346,6 +359,66 @@ impl AdminUsersApi {
             "admin: sessions revoked"
         );
         Ok(NoContent::Done)
+    }
+
+    /// Send a password-reset link
+    ///
+    /// Issues a password-reset link for the user (30 minutes, once; an earlier one stops
+    /// working) and mails it to the user's address, or with `{"send": false}` returns it
+    /// instead and mails nothing. Using it ends every session of the user, as any reset.
+    /// Recorded as `password_reset_requested`, naming the key. A disabled user's link opens
+    /// nothing until the user is enabled.
+    #[oai(
+        path = "/admin/users/:id/password-reset",
+        method = "post",
+        operation_id = "adminSendPasswordReset"
+    )]
+    async fn password_reset(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        key: AdminKey,
+        /// The user id.
+        #[oai(validator(max_length = 64))]
+        id: Path<String>,
+        body: Json<Option<PasswordResetRequest>>,
+    ) -> Result<PasswordResetResponse, ReadErrors> {
+        let user = find(&state, &id.0).await?;
+        let send = body.0.and_then(|b| b.send.0).unwrap_or(true);
+        let meta = key.meta(&state, req);
+        let minted = crate::api::recovery::mint()?;
+        let link = state.mailer.link(Kind::PasswordReset, &minted.token);
+        let mails = if send {
+            vec![
+                state
+                    .mailer
+                    .compose(Kind::PasswordReset, &user.email, Some(&link), None),
+            ]
+        } else {
+            Vec::new()
+        };
+        let event = Some(EventKind::PasswordResetRequested);
+        let purpose = Purpose::PasswordReset;
+        crate::api::recovery::issue(
+            &state,
+            &user,
+            purpose,
+            &user.email,
+            minted.hash,
+            mails,
+            event,
+            &meta,
+        )
+        .await?;
+        tracing::info!(key = %key.0.name, user_id = %user.id, send, "admin: password reset link");
+        if send {
+            return Ok(PasswordResetResponse::Mailed);
+        }
+        let expires_at = crate::api::timestamp(state.clock.now() + purpose.lifetime_secs());
+        Ok(PasswordResetResponse::Link(Json(PasswordResetLink {
+            link,
+            expires_at,
+        })))
     }
 }
 
