@@ -208,3 +208,42 @@ fn smtp(raw: &str) -> Result<Transport, MailError> {
         server: format!("{host}:{port}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_pick_their_port_and_never_repeat_the_password() {
+        let server = |raw: &str| match smtp(raw) {
+            Ok(Transport::Smtp { server, .. }) => server,
+            Ok(Transport::Files(_)) => panic!("files"),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            server("smtp://user:s3cret@mail.example.com"),
+            "mail.example.com:587"
+        );
+        assert_eq!(
+            server("smtps://user:s3cret@mail.example.com"),
+            "mail.example.com:465"
+        );
+        assert_eq!(server("smtp://127.0.0.1:2525?tls=none"), "127.0.0.1:2525");
+        for bad in [
+            "http://user:s3cret@mail.example.com",
+            "smtp://user:s3cret@mail.example.com?tls=maybe",
+            "smtps://user:s3cret@mail.example.com?tls=none",
+            "user:s3cret@nowhere",
+        ] {
+            let Err(e) = smtp(bad) else {
+                panic!("{bad} accepted")
+            };
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+        let cfg = MailConfig {
+            smtp_url: Some("smtp://user:s3cret@mail.example.com".into()),
+            ..MailConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+}

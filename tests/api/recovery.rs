@@ -7,6 +7,8 @@ use futures::future::join_all;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
+use sea_orm::EntityTrait;
+
 use crate::helpers::*;
 use crate::process::Authd;
 use crate::smtp::{Received, Sink};
@@ -306,7 +308,6 @@ async fn the_database_keeps_no_token_it_mailed() {
         app.state().store().mail_waiting().await.expect("outbox") == 0
     })
     .await;
-    use sea_orm::EntityTrait;
     let db = app.state().store().connection();
     let mut dump = String::new();
     macro_rules! dump {
@@ -649,4 +650,24 @@ async fn an_admin_mails_a_reset_link_or_gets_it_to_pass_on() {
         .await
         .expect("request");
     assert_error(nobody, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn smtp_without_tls_none_never_falls_back_to_plain_text() {
+    // The sink offers no STARTTLS: a mail for `smtp://` (STARTTLS required) must not go out.
+    let sink = Sink::start().await;
+    let url = format!("smtp://127.0.0.1:{}", sink.port);
+    let app = spawn_app_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let mail = email();
+    app.user(&mail).await;
+    assert_eq!(app.forgot(&mail).await.status(), StatusCode::ACCEPTED);
+    eventually("the mail was tried and kept", || async {
+        let outbox = entity::outbox::Entity::find()
+            .all(app.state().store().connection())
+            .await
+            .expect("outbox");
+        outbox.len() == 1 && outbox[0].attempts >= 1 && outbox[0].locked_until.is_none()
+    })
+    .await;
+    assert!(sink.received().is_empty());
 }
