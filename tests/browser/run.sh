@@ -23,6 +23,8 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 
 command -v node >/dev/null || { echo "browser: node is missing (apt-get install nodejs npm)" >&2; exit 1; }
+# The tests run in tests/browser: a relative AUTHD_BIN is relative to where run.sh was started.
+if [[ -n "${AUTHD_BIN:-}" ]]; then AUTHD_BIN="$(realpath "$AUTHD_BIN")"; export AUTHD_BIN; fi
 cd "$here"
 # Never let playwright try to download a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1

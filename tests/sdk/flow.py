@@ -39,7 +39,7 @@ from authd_client.models import (
     ResetRequest,
     TokenResponse,
     UpdateUserRequest,
-    UpdateUserRequestAppMetadata,
+    UpdateUserRequestAppMetadataType0,
     UserCreated,
 )
 from authd_client.types import Response, Unset
@@ -170,7 +170,7 @@ def admin_scenario(base_url: str, client: Client) -> None:
     check("app_metadata" not in jwt_claims(tokens.access_token), "no app_metadata claim before an admin sets it")
 
     # adminUpdateUser: app_metadata, carried by the access token of the next refresh
-    metadata = UpdateUserRequestAppMetadata.from_dict({"roles": ["support"]})
+    metadata = UpdateUserRequestAppMetadataType0.from_dict({"roles": ["support"]})
     patched = admin_update_user.sync_detailed(user_id, client=admin, body=UpdateUserRequest(app_metadata=metadata))
     check(patched.status_code == 200, f"adminUpdateUser: {patched.status_code} {patched.content!r}")
     assert isinstance(patched.parsed, AdminUser)
