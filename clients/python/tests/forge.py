@@ -62,6 +62,7 @@ def authd_like(issuer: str, kid: str, now: int | None = None, **overrides: Any):
         "iat": now,
         "exp": now + 300,
         "email": "forged@example.com",
+        "email_verified": False,
     }
     for name, value in overrides.items():
         if value is None:
