@@ -106,6 +106,7 @@ class Authd:
             DATABASE_URL=self.database_url,
             AUTHD_LISTEN=f"127.0.0.1:{self.port}",
             AUTHD_RATE_LIMITS="off",
+            AUTHD_MAIL_DIR=str(Path(self.database_url.removeprefix("sqlite://").split("?")[0]).parent / "mail"),
             AUTHD_REUSE_GRACE_SECS="0",
             AUTHD_LOG_FORMAT="json",
             RUST_LOG="warn",
