@@ -3,13 +3,11 @@
 //! orders with a login committing for that user (see `sessions::insert_if_credentials_hold`).
 use entity::{security_events, users};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
-use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr};
 
 use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
 use super::types::{ClientMeta, EventKind};
-use super::users::User;
+use super::users::{User, lock_user};
 use super::{Store, StoreError};
 use crate::ids::UserId;
 
@@ -102,7 +100,7 @@ impl Store {
         meta: &ClientMeta,
     ) -> Result<Patched, StoreError> {
         let (txn, _gate) = self.begin_write().await?;
-        let Some(before) = lock_user(&txn, id).await? else {
+        let Some(before) = lock_user(&txn, id.as_str()).await?.map(User::from) else {
             txn.rollback().await?;
             return Ok(Patched::NotFound);
         };
@@ -188,7 +186,11 @@ impl Store {
         meta: &ClientMeta,
     ) -> Result<Option<Vec<EndedSession>>, StoreError> {
         let (txn, _gate) = self.begin_write().await?;
-        if lock_user(&txn, id).await?.is_none() {
+        if lock_user(&txn, id.as_str())
+            .await?
+            .map(User::from)
+            .is_none()
+        {
             txn.rollback().await?;
             return Ok(None);
         }
@@ -255,20 +257,6 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// The user's row, locked until the transaction ends (Postgres `FOR UPDATE`; SQLite's writer
-/// lock is already held).
-async fn lock_user(txn: &DatabaseTransaction, id: &UserId) -> Result<Option<User>, StoreError> {
-    // No stored id holds a NUL, and Postgres refuses one in a parameter.
-    if id.as_str().contains('\0') {
-        return Ok(None);
-    }
-    Ok(users::Entity::find_by_id(id.as_str().to_owned())
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .map(User::from))
 }
 
 /// `s` with LIKE's wildcards and the escape character itself escaped.

@@ -5,13 +5,13 @@
 use entity::{email_tokens, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    SqlErr,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, SqlErr,
 };
 
 use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
 use super::outbox::{Mail, enqueue_in};
 use super::types::{ClientMeta, EventKind};
+use super::users::lock_user;
 use super::{Store, StoreError};
 use crate::ids::UserId;
 
@@ -260,14 +260,4 @@ async fn spend_for_user(
     Ok(lock_user(txn, &spent.user_id)
         .await?
         .filter(|u| !u.disabled && u.email == spent.email))
-}
-
-async fn lock_user(
-    txn: &DatabaseTransaction,
-    id: &str,
-) -> Result<Option<users::Model>, StoreError> {
-    Ok(users::Entity::find_by_id(id.to_owned())
-        .lock_exclusive()
-        .one(txn)
-        .await?)
 }

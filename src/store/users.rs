@@ -1,6 +1,8 @@
 //! Accounts.
 use entity::users;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
 
 use super::types::{ClientMeta, EventKind};
 use super::{Store, StoreError};
@@ -142,4 +144,21 @@ impl Store {
             .map(User::from)
             .collect())
     }
+}
+
+/// The user's row, locked until `txn` ends (Postgres `FOR UPDATE`; SQLite's writer lock is
+/// already held): what every change to a user takes first, so that it orders with a login
+/// committing for that user (see `sessions::insert_if_credentials_hold`).
+pub(super) async fn lock_user(
+    txn: &sea_orm::DatabaseTransaction,
+    id: &str,
+) -> Result<Option<users::Model>, StoreError> {
+    // No stored id holds a NUL, and Postgres refuses one in a parameter.
+    if id.contains('\0') {
+        return Ok(None);
+    }
+    Ok(users::Entity::find_by_id(id.to_owned())
+        .lock_exclusive()
+        .one(txn)
+        .await?)
 }
