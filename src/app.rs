@@ -460,9 +460,9 @@ async fn read_revocations(
 /// Reloads the service keys in force (a revoked one stops working here within one pass) and
 /// writes when keys were last used.
 async fn sync_service_keys(state: &AppState) {
-    match state.store().live_service_keys().await {
-        Ok(keys) => state.service_keys.replace(keys),
-        Err(e) => tracing::warn!(error = %e, "service key sync failed"),
+    let store = state.store();
+    if let Err(e) = state.service_keys.reload(store.live_service_keys()).await {
+        tracing::warn!(error = %e, "service key sync failed");
     }
     let used = state.service_keys.take_used();
     if let Err(e) = state.store().touch_service_keys(&used).await {

@@ -3,6 +3,8 @@
 //! base64url; only its SHA-256 hash is stored. Every instance holds the keys in force in memory
 //! (kept in step with the database by the sync loop), so checking one costs no database read.
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
@@ -113,8 +115,17 @@ impl ServiceKey {
 /// sync loop, at most once per key and pass).
 #[derive(Debug, Default)]
 pub struct ServiceKeys {
-    by_hash: RwLock<HashMap<Vec<u8>, Arc<ServiceKey>>>,
+    by_hash: RwLock<KeySet>,
     used: Mutex<HashMap<String, i64>>,
+    /// Reloads begun so far; each takes the next number before it reads.
+    reloads: AtomicU64,
+}
+
+/// The keys in force and the number of the reload that read them.
+#[derive(Debug, Default)]
+struct KeySet {
+    reload: u64,
+    keys: HashMap<Vec<u8>, Arc<ServiceKey>>,
 }
 
 impl ServiceKeys {
@@ -127,6 +138,7 @@ impl ServiceKeys {
             .by_hash
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .keys
             .get(&hash(presented))
             .cloned()?;
         self.used
@@ -136,10 +148,32 @@ impl ServiceKeys {
         Some(key)
     }
 
-    /// Replaces the keys in force with `keys` (hash, key).
+    /// Replaces the keys in force with what `read` (a read of the database) returns. Reloads
+    /// may overlap (the sync loop, a test or a future admin call): one that began before
+    /// another finished never puts back the older set it read, so a key created before a
+    /// reload began is in force when that reload returns.
+    pub async fn reload<E>(
+        &self,
+        read: impl Future<Output = Result<Vec<(Vec<u8>, ServiceKey)>, E>>,
+    ) -> Result<(), E> {
+        let number = self.reloads.fetch_add(1, Ordering::SeqCst) + 1;
+        let keys = read.await?;
+        self.put(number, keys);
+        Ok(())
+    }
+
+    /// Replaces the keys in force with `keys` (hash, key), unconditionally.
     pub fn replace(&self, keys: impl IntoIterator<Item = (Vec<u8>, ServiceKey)>) {
-        let map = keys.into_iter().map(|(h, k)| (h, Arc::new(k))).collect();
-        *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = map;
+        let number = self.reloads.fetch_add(1, Ordering::SeqCst) + 1;
+        self.put(number, keys);
+    }
+
+    fn put(&self, number: u64, keys: impl IntoIterator<Item = (Vec<u8>, ServiceKey)>) {
+        let mut set = self.by_hash.write().unwrap_or_else(|e| e.into_inner());
+        if number > set.reload {
+            set.reload = number;
+            set.keys = keys.into_iter().map(|(h, k)| (h, Arc::new(k))).collect();
+        }
     }
 
     /// The uses since the last call: key id -> last use.
@@ -151,7 +185,11 @@ impl ServiceKeys {
 
     /// Number of keys in force.
     pub fn len(&self) -> usize {
-        self.by_hash.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.by_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys
+            .len()
     }
 
     /// No key in force?
@@ -188,6 +226,44 @@ mod tests {
         assert!(keys.check(&format!("{}x", minted.key), 8).is_none());
         keys.replace([]);
         assert!(keys.check(&minted.key, 9).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_began_first_never_puts_back_the_older_set() {
+        let keys = ServiceKeys::default();
+        let minted = mint().unwrap();
+        let key = ServiceKey {
+            id: "k1".into(),
+            name: "api".into(),
+            scopes: vec![Scope::Admin],
+        };
+        // The sync loop begins a reload and reads the database before the key exists ...
+        let (send_stale, stale) = tokio::sync::oneshot::channel();
+        let slow = keys.reload(async { stale.await.map_err(|_| ()) });
+        let mut slow = std::pin::pin!(slow);
+        assert!(poll_once(slow.as_mut()).is_none());
+        // ... the key is created, and a second reload reads it and finishes first ...
+        let fresh = vec![(minted.hash.clone(), key.clone())];
+        keys.reload(async { Ok::<_, ()>(fresh) }).await.unwrap();
+        assert!(keys.check(&minted.key, 1).is_some());
+        // ... then the first one's older answer arrives: the key stays in force.
+        send_stale.send(Vec::new()).unwrap();
+        slow.await.unwrap();
+        assert!(keys.check(&minted.key, 2).is_some());
+        // A reload that begins after, reading the key gone, does take it away.
+        keys.reload(async { Ok::<_, ()>(Vec::new()) })
+            .await
+            .unwrap();
+        assert!(keys.check(&minted.key, 3).is_none());
+    }
+
+    /// Polls `f` once, with a waker that does nothing.
+    fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
     }
 
     #[test]

@@ -490,7 +490,9 @@ impl TestApp {
         );
         self.state()
             .service_keys
-            .replace(store.live_service_keys().await.expect("keys"));
+            .reload(store.live_service_keys())
+            .await
+            .expect("keys");
         minted.key
     }
 
