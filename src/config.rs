@@ -29,6 +29,35 @@ pub struct DbConfig {
     /// Ignored on SQLite, whose writers wait at most its 5 s busy timeout.
     #[arg(long, env = "AUTHD_DB_STATEMENT_TIMEOUT_MS", value_name = "AUTHD_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=600_000), global = true)]
     pub db_statement_timeout_ms: u64,
+
+    /// Postgres: how `DATABASE_URL` reaches the database. `direct`: the server itself or a
+    /// pooler in session mode. `transaction`: a pooler in transaction mode (pgbouncer
+    /// `pool_mode = transaction`); every statement then runs in a transaction that first drops
+    /// any prepared statement, and the timeouts are set per transaction.
+    #[arg(long, env = "AUTHD_DB_POOL_MODE", value_name = "AUTHD_DB_POOL_MODE", value_enum, default_value_t = PoolMode::Direct, global = true)]
+    pub db_pool_mode: PoolMode,
+
+    /// Postgres: a URL that reaches the database without a transaction-mode pooler (the server
+    /// itself, or a session-mode pool), for what needs a session of its own: listening for the
+    /// other instances' revocations. Without it, behind a transaction-mode pooler, instances
+    /// learn of each other's revocations by polling every `AUTHD_SYNC_INTERVAL_MS`.
+    #[arg(
+        long,
+        env = "AUTHD_DATABASE_DIRECT_URL",
+        value_name = "AUTHD_DATABASE_DIRECT_URL",
+        global = true
+    )]
+    pub database_direct_url: Option<String>,
+}
+
+/// How `DATABASE_URL` reaches Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PoolMode {
+    /// The server, or a pooler that lends a connection for a whole session.
+    #[default]
+    Direct,
+    /// A pooler that lends a connection for one transaction at a time.
+    Transaction,
 }
 
 impl Default for DbConfig {
@@ -38,6 +67,8 @@ impl Default for DbConfig {
             db_max_connections: 8,
             db_acquire_timeout_ms: 3000,
             db_statement_timeout_ms: 5000,
+            db_pool_mode: PoolMode::Direct,
+            database_direct_url: None,
         }
     }
 }

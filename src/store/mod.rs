@@ -12,12 +12,14 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, RuntimeErr, TransactionOptions, TransactionTrait,
+    DatabaseTransaction, DbErr, RuntimeErr,
 };
 
-use crate::config::DbConfig;
+use crate::config::{DbConfig, PoolMode};
+use db::Db;
 
 pub mod admin;
+mod db;
 pub mod email_tokens;
 mod ending;
 mod events;
@@ -135,7 +137,9 @@ fn is_unavailable(err: &DbErr) -> bool {
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Db,
+    /// Postgres behind a transaction-mode pooler: where to listen for announcements instead.
+    direct_url: Option<Arc<str>>,
     /// SQLite has one writer at a time. Queueing this process's write transactions here,
     /// instead of letting several connections race for the lock and back off in SQLite's busy
     /// handler (sleeps of 1, 2, 5, 10... ms), is what lets one file take thousands of rotations
@@ -156,7 +160,28 @@ impl Store {
     /// so connections the database dropped are replaced instead of failing a request.
     pub async fn connect(cfg: &DbConfig) -> Result<Self, StoreError> {
         open::precheck(&cfg.database_url)?;
+        let pooled = cfg.db_pool_mode == PoolMode::Transaction;
+        let sqlite = is_sqlite_url(&cfg.database_url);
+        if pooled && sqlite {
+            return Err(StoreError::Connect(
+                "AUTHD_DB_POOL_MODE=transaction is for Postgres behind a pooler; SQLite has no pooler"
+                    .into(),
+            ));
+        }
+        if let Some(direct) = &cfg.database_direct_url
+            && (sqlite
+                || direct
+                    .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
+                    .is_err())
+        {
+            // The parse error is not repeated: it may quote the URL, password and all.
+            return Err(StoreError::Connect(
+                "AUTHD_DATABASE_DIRECT_URL is for Postgres: both it and DATABASE_URL must be postgres:// URLs"
+                    .into(),
+            ));
+        }
         let statement_timeout = format!("{}ms", cfg.db_statement_timeout_ms);
+        let preamble_timeout = statement_timeout.clone();
         let mut opts = ConnectOptions::new(cfg.database_url.clone());
         opts.max_connections(cfg.db_max_connections)
             .min_connections(1)
@@ -173,6 +198,11 @@ impl Store {
                     .foreign_keys(true)
             })
             .map_sqlx_postgres_opts(move |o| {
+                if pooled {
+                    // No startup parameters a pooler may refuse, and no statement kept past
+                    // its transaction (see `db`).
+                    return o.extra_float_digits(None).statement_cache_capacity(0);
+                }
                 o.options([
                     ("statement_timeout", statement_timeout.as_str()),
                     (
@@ -198,8 +228,14 @@ impl Store {
         };
         let write_gate = (db.get_database_backend() == DatabaseBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let db = if pooled {
+            Db::transaction_pooled(db, &preamble_timeout)
+        } else {
+            Db::direct(db)
+        };
         let store = Self {
             db,
+            direct_url: cfg.database_direct_url.as_deref().map(Arc::from),
             write_gate,
             rotations: None,
         };
@@ -240,29 +276,39 @@ impl Store {
 
     /// A cheap round trip, for the health probes.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await?;
+        self.db.conn.ping().await?;
         Ok(())
     }
 
     /// Which database this is.
     pub fn backend(&self) -> DatabaseBackend {
-        self.db.get_database_backend()
+        self.db.conn.get_database_backend()
     }
 
     /// The raw connection, for tests and tools.
     pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
+        &self.db.conn
+    }
+
+    /// Postgres behind a transaction-mode pooler?
+    pub fn is_transaction_pooled(&self) -> bool {
+        self.db.is_transaction_pooled()
+    }
+
+    /// The URL given for session work behind a transaction-mode pooler, if any.
+    pub(crate) fn direct_url(&self) -> Option<&str> {
+        self.direct_url.as_deref()
     }
 
     /// Pool connections: `(open, idle)`.
     pub fn pool_stats(&self) -> (u32, usize) {
         match self.backend() {
             DatabaseBackend::Sqlite => {
-                let p = self.db.get_sqlite_connection_pool();
+                let p = self.db.conn.get_sqlite_connection_pool();
                 (p.size(), p.num_idle())
             }
             DatabaseBackend::Postgres => {
-                let p = self.db.get_postgres_connection_pool();
+                let p = self.db.conn.get_postgres_connection_pool();
                 (p.size(), p.num_idle())
             }
             _ => (0, 0),
@@ -275,15 +321,6 @@ impl Store {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        let opts = TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        let txn = if self.backend() == DatabaseBackend::Sqlite {
-            self.db.begin_with_options(opts).await?
-        } else {
-            self.db.begin().await?
-        };
-        Ok((txn, guard))
+        Ok((self.db.begin().await?, guard))
     }
 }

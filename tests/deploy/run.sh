@@ -44,14 +44,24 @@ DB_ROUTE=${DB_ROUTE:-pgbouncer}
 POOL_MODE=${POOL_MODE:-transaction}
 MIGRATE_VIA=${MIGRATE_VIA:-pgbouncer}
 URL_EXTRA=${URL_EXTRA:-}
-DB_TIMEOUTS=${DB_TIMEOUTS:-1}
+DB_TIMEOUTS=${DB_TIMEOUTS:-0}
 SYNC_MS=${SYNC_MS:-}
 ROUNDS=${ROUNDS:-3}
 FAILOVER=${FAILOVER:-1}
 KEEP_DB=${KEEP_DB:-0}
-PGB_IGNORE=${PGB_IGNORE:-extra_float_digits,options}
+PGB_IGNORE=${PGB_IGNORE:-}
 PGB_VERBOSE=${PGB_VERBOSE:-0}
 ARTIFACTS=${ARTIFACTS:-$ROOT/target/deploy-artifacts}
+# authd's AUTHD_DB_POOL_MODE: transaction when its DATABASE_URL goes through pgbouncer in
+# transaction mode, else direct (override to see what breaks).
+if [ "$DB_ROUTE" = pgbouncer ] && [ "$POOL_MODE" = transaction ]; then
+    AUTHD_POOL=${AUTHD_POOL:-transaction}
+else
+    AUTHD_POOL=${AUTHD_POOL:-direct}
+fi
+# 1: AUTHD_DATABASE_DIRECT_URL names Postgres itself (LISTEN for the other instances'
+# revocations); 0: none (behind a transaction pooler the instances then poll).
+LISTEN_DIRECT=${LISTEN_DIRECT:-1}
 RUN_NAME=${RUN_NAME:-latest}
 
 for tool in openssl psql pgbouncer nginx curl jq python3; do
@@ -166,7 +176,7 @@ APORTS=("$P1" "$P2" "$P3")
 ISSUER="https://127.0.0.1:$NGINX_PORT"
 BASE="$ISSUER"
 log "work dir $WORK; database $DB; pgbouncer :$PGB_PORT; nginx :$NGINX_PORT; authd :$P1 :$P2 :$P3"
-log "DB_ROUTE=$DB_ROUTE POOL_MODE=$POOL_MODE MIGRATE_VIA=$MIGRATE_VIA URL_EXTRA=$URL_EXTRA DB_TIMEOUTS=$DB_TIMEOUTS SYNC_MS=${SYNC_MS:-default}"
+log "AUTHD_DB_POOL_MODE=$AUTHD_POOL LISTEN_DIRECT=$LISTEN_DIRECT DB_ROUTE=$DB_ROUTE POOL_MODE=$POOL_MODE MIGRATE_VIA=$MIGRATE_VIA URL_EXTRA=$URL_EXTRA DB_TIMEOUTS=$DB_TIMEOUTS SYNC_MS=${SYNC_MS:-default}"
 
 # --- 1. a local CA and a server certificate -------------------------------------------------
 t=$(now)
@@ -224,6 +234,8 @@ timing "2b pgbouncer start" "$(elapsed "$t")"
 
 PGB_URL="postgres://$PG_USER@127.0.0.1:$PGB_PORT/$DB"
 DIRECT_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$DB"
+DIRECT_FOR_LISTEN=""
+[ "$LISTEN_DIRECT" = 1 ] && [ "$AUTHD_POOL" = transaction ] && DIRECT_FOR_LISTEN="$DIRECT_URL"
 case "$DB_ROUTE" in
     pgbouncer) SERVE_URL="$PGB_URL$URL_EXTRA" ;;
     direct) SERVE_URL="$DIRECT_URL$URL_EXTRA" ;;
@@ -234,7 +246,7 @@ esac
 migrate() { # name url
     local t0 rc
     t0=$(now)
-    DATABASE_URL="$2" RUST_LOG=info timeout 120 "$AUTHD_BIN" migrate >"$WORK/logs/migrate-$1.log" 2>&1
+    DATABASE_URL="$2" AUTHD_DB_POOL_MODE="$3" RUST_LOG=info timeout 120 "$AUTHD_BIN" migrate >"$WORK/logs/migrate-$1.log" 2>&1
     rc=$?
     timing "3a migrate ($1)" "$(elapsed "$t0")"
     if [ $rc = 0 ]; then
@@ -245,8 +257,8 @@ migrate() { # name url
     return $rc
 }
 case "$MIGRATE_VIA" in
-    pgbouncer) migrate pgbouncer "$PGB_URL$URL_EXTRA" || migrate direct "$DIRECT_URL" ;;
-    direct) migrate direct "$DIRECT_URL" ;;
+    pgbouncer) migrate pgbouncer "$PGB_URL$URL_EXTRA" "$AUTHD_POOL" || migrate direct "$DIRECT_URL" direct ;;
+    direct) migrate direct "$DIRECT_URL" direct ;;
     none) note migrate "left to the instances' startup" ;;
 esac
 
@@ -255,6 +267,7 @@ t=$(now)
 for i in 0 1 2; do
     env DATABASE_URL="$SERVE_URL" AUTHD_LISTEN="127.0.0.1:${APORTS[$i]}" AUTHD_ISSUER="$ISSUER" \
         AUTHD_TRUST_PROXY=1 AUTHD_MAIL_DIR="$WORK/mail" RUST_LOG=info AUTHD_HASH_THREADS=1 \
+        AUTHD_DB_POOL_MODE="$AUTHD_POOL" ${DIRECT_FOR_LISTEN:+AUTHD_DATABASE_DIRECT_URL=$DIRECT_FOR_LISTEN} \
         ${SYNC_MS:+AUTHD_SYNC_INTERVAL_MS=$SYNC_MS} \
         "$AUTHD_BIN" serve >"$WORK/logs/authd-$((i + 1)).log" 2>&1 &
     PIDS+=($!)
@@ -387,7 +400,7 @@ note upstreams "requests per upstream: $UPS"
 
 # --- 5b. the revocation feed's long poll: an end on one instance, held requests on others ----
 t=$(now)
-SK=$(DATABASE_URL="$SERVE_URL" "$AUTHD_BIN" service-keys create --name deploy-feed \
+SK=$(DATABASE_URL="$SERVE_URL" AUTHD_DB_POOL_MODE="$AUTHD_POOL" "$AUTHD_BIN" service-keys create --name deploy-feed \
     --scope revocations:read 2>"$WORK/logs/service-key.log" | tail -1)
 if [[ "$SK" != authd_sk_* ]]; then
     fail "feed service key" "authd service-keys create: $(tail -2 "$WORK/logs/service-key.log" | tr '\n' ' ')"
