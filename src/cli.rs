@@ -69,8 +69,16 @@ pub enum Command {
 /// `authd keys ...`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Make a new key current; the old one verifies until its tokens have expired.
-    Rotate,
+    /// Publish a new signing key now and make it sign after `--activate-in`; the old key signs
+    /// until then and verifies until its tokens have expired.
+    Rotate {
+        /// Seconds between publishing the new key and signing with it. Every instance loads it
+        /// within one sync interval and every verifier kit within its JWKS refresh (5 minutes
+        /// by default), so with the default no token carries a key that a verifier has not
+        /// loaded. 0 signs with it at once (one instance, no verifiers elsewhere).
+        #[arg(long, value_name = "SECS", default_value_t = 360, value_parser = clap::value_parser!(i64).range(0..=86_400))]
+        activate_in: i64,
+    },
     /// Remove a key at once (a leaked key): every instance stops verifying it, cached tokens
     /// included, within one sync interval, and it leaves the JWKS. Tokens it signed stop
     /// working; if it was the current key, a new one becomes current.
@@ -235,12 +243,18 @@ pub async fn run(cli: Cli) -> CliResult {
             println!("migrations applied");
             Ok(())
         }
-        Some(Command::Keys(KeysCommand::Rotate)) => {
+        Some(Command::Keys(KeysCommand::Rotate { activate_in })) => {
             let store = store(&cli.db).await?;
-            let kid = crate::keyring::rotate(&store, clock.now()).await?;
-            println!(
-                "new signing key {kid} is current; the previous key verifies until its tokens expire"
-            );
+            let kid = crate::keyring::rotate(&store, clock.now() + activate_in).await?;
+            if activate_in == 0 {
+                println!(
+                    "new signing key {kid} is current; the previous key verifies until its tokens expire"
+                );
+            } else {
+                println!(
+                    "new signing key {kid} is published and signs in {activate_in} s; the previous key signs until then and verifies until its tokens expire"
+                );
+            }
             Ok(())
         }
         Some(Command::Keys(KeysCommand::Revoke { kid })) => {

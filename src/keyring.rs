@@ -91,12 +91,13 @@ impl KeySync {
     }
 }
 
-/// Makes a new key current; the old one verifies until its tokens have expired. Returns the
-/// new key's id.
-pub async fn rotate(store: &Store, now: i64) -> Result<String, KeyringError> {
-    let key = KeyRecord::generate(now)?;
+/// Publishes a new key at once (JWKS, every instance's verifying set at its next sync) and
+/// makes it sign from `signs_from`, when the old one stops signing; the old one verifies until
+/// its tokens have expired. Returns the new key's id.
+pub async fn rotate(store: &Store, signs_from: i64) -> Result<String, KeyringError> {
+    let key = KeyRecord::generate(signs_from)?;
     let kid = key.kid.clone();
-    store.rotate_key(key.into(), now).await?;
+    store.rotate_key(key.into()).await?;
     Ok(kid)
 }
 

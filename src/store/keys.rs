@@ -123,11 +123,12 @@ impl Store {
         Ok(Some(replace))
     }
 
-    /// Makes `key` current and retires every other current key at `now`, atomically.
-    pub async fn rotate_key(&self, key: StoredKey, now: i64) -> Result<(), StoreError> {
+    /// Makes `key` current from its `created_at` and retires every other current key at that
+    /// moment, atomically.
+    pub async fn rotate_key(&self, key: StoredKey) -> Result<(), StoreError> {
         let (txn, _gate) = self.begin_write().await?;
         signing_keys::Entity::update_many()
-            .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
+            .col_expr(signing_keys::Column::RetiredAt, Expr::value(key.created_at))
             .filter(signing_keys::Column::RetiredAt.is_null())
             .exec(&txn)
             .await?;

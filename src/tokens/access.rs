@@ -211,8 +211,8 @@ impl AccessTokens {
 
     /// Signs a token for `subject`; returns it with its lifetime in seconds.
     pub fn sign(&self, subject: &Subject<'_>) -> Result<(String, i64), KeyError> {
-        let key = self.keys.signing()?;
         let now = self.clock.now();
+        let key = self.keys.signing_at(now)?;
         let exp = (now + self.ttl_secs).min(subject.session_expires_at);
         let claims = AccessClaims {
             iss: self.issuer.clone(),

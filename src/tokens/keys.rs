@@ -131,7 +131,8 @@ pub(crate) struct SigningKey {
 }
 
 struct Snapshot {
-    signing: Option<Arc<SigningKey>>,
+    /// The keys that sign or will: (signs from, signs until), newest first.
+    signing: Vec<(i64, Option<i64>, Arc<SigningKey>)>,
     verifying: HashMap<String, Arc<DecodingKey>>,
     jwks: Vec<Jwk>,
 }
@@ -153,7 +154,7 @@ impl Default for KeySet {
     fn default() -> Self {
         Self {
             snapshot: RwLock::new(Arc::new(Snapshot {
-                signing: None,
+                signing: Vec::new(),
                 verifying: HashMap::new(),
                 jwks: Vec::new(),
             })),
@@ -164,11 +165,12 @@ impl Default for KeySet {
 
 impl KeySet {
     /// Replaces the keys. `records` are the keys still inside their overlap (the caller drops
-    /// the ones whose tokens have all expired); the newest unretired one signs.
+    /// the ones whose tokens have all expired). A key signs from its `created_at` until its
+    /// `retired_at`: a rotation may publish a key before it signs (see [`KeySet::signing_at`]).
     pub fn load(&self, records: &[KeyRecord]) -> Result<(), KeyError> {
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
-        let mut newest: Option<&KeyRecord> = None;
+        let mut signing = Vec::new();
         for r in records {
             let pair = Ed25519KeyPair::from_pkcs8(&r.private_pkcs8)
                 .map_err(|_| KeyError::Malformed { kid: r.kid.clone() })?;
@@ -187,27 +189,20 @@ impl KeySet {
                 alg: "EdDSA".into(),
                 use_: "sig".into(),
             });
-            if r.retired_at.is_none()
-                && newest.is_none_or(|n| (r.created_at, &r.kid) > (n.created_at, &n.kid))
-            {
-                newest = Some(r);
-            }
+            let header = serde_json::json!({"typ": super::TYP, "alg": "EdDSA", "kid": r.kid});
+            let key = SigningKey {
+                pair,
+                header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            };
+            signing.push((r.created_at, r.retired_at, &r.kid, Arc::new(key)));
         }
-        let signing = match newest {
-            Some(r) => {
-                let pair = Ed25519KeyPair::from_pkcs8(&r.private_pkcs8)
-                    .map_err(|_| KeyError::Malformed { kid: r.kid.clone() })?;
-                let header = serde_json::json!({"typ": super::TYP, "alg": "EdDSA", "kid": r.kid});
-                Some(Arc::new(SigningKey {
-                    pair,
-                    header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
-                }))
-            }
-            None => None,
-        };
+        signing.sort_by(|a, b| (b.0, b.2).cmp(&(a.0, a.2)));
         jwks.sort_by(|a, b| a.kid.cmp(&b.kid));
         let snapshot = Arc::new(Snapshot {
-            signing,
+            signing: signing
+                .into_iter()
+                .map(|(from, until, _, key)| (from, until, key))
+                .collect(),
             verifying,
             jwks,
         });
@@ -224,8 +219,22 @@ impl KeySet {
             .clone()
     }
 
-    pub(crate) fn signing(&self) -> Result<Arc<SigningKey>, KeyError> {
-        self.current().signing.clone().ok_or(KeyError::NoCurrentKey)
+    /// The key that signs at `now`: the newest one whose time has come and that is not retired
+    /// yet. A rotation publishes the new key first and retires the old one when the new one
+    /// starts, so every instance and verifier has the new key before any token carries it.
+    /// Failing that (clocks apart), the newest unretired key.
+    pub(crate) fn signing_at(&self, now: i64) -> Result<Arc<SigningKey>, KeyError> {
+        let snapshot = self.current();
+        let due = |&&(from, until, _): &&(i64, Option<i64>, Arc<SigningKey>)| {
+            from <= now && until.is_none_or(|u| u > now)
+        };
+        snapshot
+            .signing
+            .iter()
+            .find(due)
+            .or_else(|| snapshot.signing.iter().find(|k| k.1.is_none()))
+            .map(|k| k.2.clone())
+            .ok_or(KeyError::NoCurrentKey)
     }
 
     pub(crate) fn verifying(&self, kid: &str) -> Option<Arc<DecodingKey>> {
@@ -244,6 +253,6 @@ impl KeySet {
 
     /// Is a signing key loaded?
     pub fn is_ready(&self) -> bool {
-        self.current().signing.is_some()
+        self.current().signing.iter().any(|k| k.1.is_none())
     }
 }

@@ -154,7 +154,7 @@ async fn keys_rotate_makes_a_new_key_current_and_keeps_the_old_one_verifying() {
     assert_eq!(old.len(), 1);
     let out = authd()
         .env("DATABASE_URL", &app.db.database_url)
-        .args(["keys", "rotate"])
+        .args(["keys", "rotate", "--activate-in", "0"])
         .output()
         .unwrap();
     assert!(

@@ -278,6 +278,83 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
     println!("revocation propagation to the other instance: {measured:?}");
 }
 
+/// `authd keys rotate --activate-in N` publishes the new key first: no token carries it before
+/// every instance has it, so neither instance ever refuses the other's tokens (with
+/// `--activate-in 0`, an instance that has not synced yet would, for up to a sync interval).
+#[tokio::test]
+async fn a_rotation_publishes_the_new_key_everywhere_before_any_token_carries_it() {
+    let (a, b) = pair(&[]).await;
+    let deadline = Instant::now() + PROPAGATION_DEADLINE;
+    while a.jwks_kids().await != b.jwks_kids().await {
+        assert!(
+            Instant::now() < deadline,
+            "the instances never agreed on the first key"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let old_kid = kid_of(&a.user(&email()).await.access);
+    let before = now_secs();
+    let out = run_cli(
+        &a.db.database_url,
+        &["keys", "rotate", "--activate-in", "2"],
+    )
+    .await;
+    let new_kid = out
+        .split_whitespace()
+        .nth(3)
+        .expect("`new signing key KID is published`")
+        .to_owned();
+    // The earliest the new key may sign: the CLI's clock read `before` or later.
+    let signs_from = before + 2;
+    let (mut on_a, mut on_b) = (a.user(&email()).await, b.user(&email()).await);
+    let mut new_seen = false;
+    let mut rounds_since = 0;
+    let until = Instant::now() + PROPAGATION_DEADLINE + Duration::from_secs(2);
+    // Until both sign with the new key, and a few rounds more.
+    while rounds_since < 5 {
+        assert!(Instant::now() < until, "no token carried the new key");
+        on_a = a.rotate(&on_a.refresh).await;
+        on_b = b.rotate(&on_b.refresh).await;
+        for (token, other) in [(&on_a.access, &b), (&on_b.access, &a)] {
+            let kid = kid_of(token);
+            assert_eq!(
+                other.me_status(token).await,
+                StatusCode::OK,
+                "the other instance refused a token signed with {kid}"
+            );
+            if kid == new_kid {
+                new_seen = true;
+                let iat = claims_of(token)["iat"].as_i64().expect("iat");
+                assert!(iat >= signs_from, "signed at {iat}, before {signs_from}");
+            } else {
+                assert_eq!(kid, old_kid, "only the two keys sign");
+            }
+        }
+        if kid_of(&on_a.access) == new_kid && kid_of(&on_b.access) == new_kid {
+            rounds_since += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(new_seen);
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// The claims of a JWS, unverified.
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("jws");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("b64");
+    serde_json::from_slice(&bytes).expect("claims json")
+}
+
 #[tokio::test]
 async fn keys_rotate_reaches_both_instances_within_a_second() {
     let (a, b) = pair(&[]).await;
@@ -296,7 +373,11 @@ async fn keys_rotate_reaches_both_instances_within_a_second() {
     let old_kid = kid_of(&old_on_a.access);
     assert_eq!(kid_of(&old_on_b.access), old_kid);
 
-    let out = run_cli(&a.db.database_url, &["keys", "rotate"]).await;
+    let out = run_cli(
+        &a.db.database_url,
+        &["keys", "rotate", "--activate-in", "0"],
+    )
+    .await;
     let rotated_at = Instant::now();
     let new_kid = out
         .split_whitespace()

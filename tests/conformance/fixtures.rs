@@ -460,7 +460,7 @@ async fn build(bin: &Path, database_url: &str, c: &Client) -> Result<Fixtures, B
     let kid_a = on_a.kid();
 
     // Key B.
-    cli(bin, database_url, &["keys", "rotate"])?;
+    cli(bin, database_url, &["keys", "rotate", "--activate-in", "0"])?;
     let kid_b = c.new_kid(&[&kid_a]).await?;
     c.await_kids(&[&kid_a, &kid_b]).await?;
     let on_b = c.login("previous-key@conformance.test").await?;
@@ -473,7 +473,7 @@ async fn build(bin: &Path, database_url: &str, c: &Client) -> Result<Fixtures, B
     .await?;
 
     // Key C, the current one; A revoked.
-    cli(bin, database_url, &["keys", "rotate"])?;
+    cli(bin, database_url, &["keys", "rotate", "--activate-in", "0"])?;
     let kid_c = c.new_kid(&[&kid_a, &kid_b]).await?;
     c.await_kids(&[&kid_a, &kid_b, &kid_c]).await?;
     cli(bin, database_url, &["keys", "revoke", &kid_a])?;

@@ -204,7 +204,7 @@ def test_a_rotated_key_verifies_once_the_kit_has_refetched_the_jwks(
     verifier = make_verifier(authd, key)
     old = authd.user()
     old_kid = header_of(old.access)["kid"]
-    authd.cli("keys", "rotate")
+    authd.cli("keys", "rotate", "--activate-in", "0")
 
     def signed_with_the_new_key() -> Login | None:
         login = authd.login(old.email)
