@@ -20,6 +20,9 @@
 #   ROUNDS        how many times the smoke flow runs (default 3; each round is a new user)
 #   FAILOVER      1 (default): stop one instance at the end and check nginx routes around it
 #   KEEP_DB       1: leave the database in place (default: dropped on exit)
+#   NODE_TESTS    1 (default): run tests/deploy/*.test.mjs against the deployment; 0: don't
+#   NODE_TEST_FILES  which test files instead (space-separated paths)
+#   NODE_TEST_FILTER a --test-name-pattern for them
 #   ARTIFACTS     where the logs are copied (default <repo>/target/deploy-artifacts), in
 #                 the subdirectory RUN_NAME (default latest)
 #
@@ -71,7 +74,7 @@ done
 
 WORK=$(mktemp -d /tmp/authd-deploy.XXXXXX)
 chmod 755 "$WORK"
-mkdir -p "$WORK"/{tls,pgbouncer,nginx/tmp,logs,mail,curl}
+mkdir -p "$WORK"/{tls,pgbouncer,nginx/tmp,logs,mail,curl,pids}
 DB="authd_deploy_$(date +%s)_$$"
 PIDS=()          # authd instances
 PGB_PID=""
@@ -117,8 +120,10 @@ cleanup() {
     [ $rc = 0 ] && [ $FAILED = 1 ] && rc=1
     log "stopping everything"
     [ -n "$NGINX_PID" ] && stop_pid "$NGINX_PID" nginx
-    local p
+    local p f
     for p in "${PIDS[@]}"; do stop_pid "$p" authd; done
+    # Instances the node tests restarted.
+    for f in "$WORK"/pids/*.pid; do [ -f "$f" ] && stop_pid "$(cat "$f")" authd; done
     [ -n "$PGB_PID" ] && stop_pid "$PGB_PID" pgbouncer
     if [ "$KEEP_DB" != 1 ]; then
         psql_admin -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 \
@@ -171,7 +176,12 @@ open(sys.argv[2], "w").write(out)
 PY
 }
 
-read -r PGB_PORT NGINX_PORT P1 P2 P3 <<<"$(free_ports 5)"
+read -r PGB_PORT NGINX_PORT P1 P2 P3 SPA_PORT <<<"$(free_ports 6)"
+SPA_ORIGIN="https://127.0.0.1:$SPA_PORT"
+# nginx's workers (nobody) read the page from the temp dir, not from the checkout.
+SPA_ROOT="$WORK/spa"
+cp -r "$ROOT/examples/spa" "$SPA_ROOT" && chmod -R a+rX "$SPA_ROOT"
+mkdir -p "$WORK/pids"
 APORTS=("$P1" "$P2" "$P3")
 ISSUER="https://127.0.0.1:$NGINX_PORT"
 BASE="$ISSUER"
@@ -264,13 +274,27 @@ esac
 
 mkdir -p "$WORK/mail"
 t=$(now)
+# Each instance's environment, one VAR=value per line: the node tests restart instances with it.
 for i in 0 1 2; do
-    env DATABASE_URL="$SERVE_URL" AUTHD_LISTEN="127.0.0.1:${APORTS[$i]}" AUTHD_ISSUER="$ISSUER" \
-        AUTHD_TRUST_PROXY=1 AUTHD_MAIL_DIR="$WORK/mail" RUST_LOG=info AUTHD_HASH_THREADS=1 \
-        AUTHD_DB_POOL_MODE="$AUTHD_POOL" ${DIRECT_FOR_LISTEN:+AUTHD_DATABASE_DIRECT_URL=$DIRECT_FOR_LISTEN} \
-        ${SYNC_MS:+AUTHD_SYNC_INTERVAL_MS=$SYNC_MS} \
-        "$AUTHD_BIN" serve >"$WORK/logs/authd-$((i + 1)).log" 2>&1 &
+    n=$((i + 1))
+    {
+        echo "PATH=$PATH"
+        echo "DATABASE_URL=$SERVE_URL"
+        echo "AUTHD_LISTEN=127.0.0.1:${APORTS[$i]}"
+        echo "AUTHD_ISSUER=$ISSUER"
+        echo "AUTHD_ALLOWED_ORIGINS=$SPA_ORIGIN"
+        echo "AUTHD_TRUST_PROXY=1"
+        echo "AUTHD_MAIL_DIR=$WORK/mail"
+        echo "RUST_LOG=info"
+        echo "AUTHD_HASH_THREADS=1"
+        echo "AUTHD_DB_POOL_MODE=$AUTHD_POOL"
+        [ -n "$DIRECT_FOR_LISTEN" ] && echo "AUTHD_DATABASE_DIRECT_URL=$DIRECT_FOR_LISTEN"
+        [ -n "$SYNC_MS" ] && echo "AUTHD_SYNC_INTERVAL_MS=$SYNC_MS"
+    } >"$WORK/authd-$n.env"
+    # shellcheck disable=SC2046
+    env -i $(cat "$WORK/authd-$n.env") "$AUTHD_BIN" serve >"$WORK/logs/authd-$n.log" 2>&1 &
     PIDS+=($!)
+    echo $! >"$WORK/pids/authd-$n.pid"
 done
 UP=0
 for i in 0 1 2; do
@@ -301,7 +325,7 @@ if [ "$(id -u)" = 0 ]; then
 else
     USER_LINE="# (not root: workers run as this user)"
 fi
-export USER_LINE
+export USER_LINE SPA_PORT SPA_ROOT
 render "$HERE/nginx.conf.tmpl" "$WORK/nginx/nginx.conf"
 if ! nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >"$WORK/logs/nginx-t.log" 2>&1; then
     fail nginx "nginx -t: $(cat "$WORK/logs/nginx-t.log")"; exit 1
@@ -462,10 +486,35 @@ else
 fi
 timing "5b feed long poll" "$(elapsed "$t")"
 
-# --- 5c. failover: one instance down ----------------------------------------------------------
+# --- 5c. the node tests: limits, races, the kit, keys, kill -9 and rolling restarts, the browser
+t=$(now)
+SPKI=$(openssl x509 -in "$WORK/tls/server.crt" -pubkey -noout | openssl pkey -pubin -outform der \
+    | openssl dgst -sha256 -binary | base64)
+if [ "${NODE_TESTS:-1}" = 1 ]; then
+    # The Node verifier kit (clients/node/dist) and the browser tests' playwright-core.
+    bash "$ROOT/examples/hapi/setup.sh" >"$WORK/logs/node-setup.log" 2>&1 \
+        || { fail "node setup" "$(tail -3 "$WORK/logs/node-setup.log")"; exit 1; }
+    (cd "$ROOT/tests/browser" && { [ -d node_modules/playwright-core ] || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; }) \
+        >>"$WORK/logs/node-setup.log" 2>&1 || { fail "node setup" "npm ci in tests/browser"; exit 1; }
+    NODE_EXTRA_CA_CERTS="$CACERT" DEPLOY_BASE="$BASE" DEPLOY_SPA="$SPA_ORIGIN" DEPLOY_CA="$CACERT" \
+        DEPLOY_SPKI="$SPKI" DEPLOY_WORK="$WORK" DEPLOY_BIN="$AUTHD_BIN" DEPLOY_PORTS="$P1,$P2,$P3" \
+        DEPLOY_SERVE_URL="$SERVE_URL" DEPLOY_POOL_MODE="$AUTHD_POOL" DEPLOY_ARTIFACTS="$WORK/logs" \
+        node --test --test-concurrency=1 --test-reporter=spec ${NODE_TEST_FILTER:+--test-name-pattern="$NODE_TEST_FILTER"} \
+        ${NODE_TEST_FILES:-"$HERE"/*.test.mjs} >"$WORK/logs/node-tests.log" 2>&1
+    rc=$?
+    cat "$WORK/logs/node-tests.log"
+    if [ $rc = 0 ]; then
+        pass "node tests" "$(grep -E '^ℹ (tests|pass|fail)' "$WORK/logs/node-tests.log" | tr '\n' ' ')"
+    else
+        fail "node tests" "exit $rc: $(grep -E '^ℹ (tests|pass|fail)|^✖' "$WORK/logs/node-tests.log" | head -8 | tr '\n' ' ')"
+    fi
+fi
+timing "5c node tests" "$(elapsed "$t")"
+
+# --- 5d. failover: one instance down ----------------------------------------------------------
 if [ "$FAILOVER" = 1 ]; then
     t=$(now)
-    stop_pid "${PIDS[2]}" authd-3
+    stop_pid "$(cat "$WORK/pids/authd-3.pid")" authd-3
     note failover "authd-3 stopped"
     codes=""
     for _ in 1 2 3 4 5 6; do
@@ -489,7 +538,7 @@ if [ "$FAILOVER" = 1 ]; then
     else
         fail "failover POST" "3 x POST /auth/register with authd-3 down:$codes"
     fi
-    timing "5c failover" "$(elapsed "$t")"
+    timing "5d failover" "$(elapsed "$t")"
 fi
 
 # --- errors the instances logged ---------------------------------------------------------------
