@@ -416,3 +416,35 @@ async function waitUrlReady(url, ms = 30_000) {
   }
   throw new Error(`${url} not ready after ${ms} ms`);
 }
+
+// ---- a measurement, not a check: DEPLOY_BENCH=1 (run.sh BENCH=1, rate limits off) ------------------
+
+test('refresh-chain throughput: three instances through nginx vs one instance directly', async (t) => {
+  if (env.DEPLOY_BENCH !== '1') {
+    t.skip('a measurement: run with BENCH=1 (tests/deploy/run.sh sets DEPLOY_BENCH and turns rate limits off)');
+    return;
+  }
+  const chains = Number(env.BENCH_CHAINS ?? 16);
+  const secs = Number(env.BENCH_SECS ?? 6);
+  const run = async (target) => {
+    const users = await Promise.all(Array.from({ length: chains }, () => newUser()));
+    const latencies = [];
+    let errors = 0;
+    const until = Date.now() + secs * 1000;
+    await Promise.all(users.map(async (u) => {
+      while (Date.now() < until) {
+        const t0 = process.hrtime.bigint();
+        const r = await refresh(target, u.refresh);
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (r.status === 200) u.refresh = r.json.refresh_token; else errors += 1;
+      }
+    }));
+    latencies.sort((a, b) => a - b);
+    const q = (p) => Math.round(latencies[Math.floor(p * (latencies.length - 1))] * 100) / 100;
+    return { rps: Math.round(latencies.length / secs), p50_ms: q(0.5), p99_ms: q(0.99), errors };
+  };
+  for (let round = 1; round <= 3; round++) {
+    record('refresh-chain', { round, chains, secs, target: 'nginx-tls-3', ...(await run(BASE)) });
+    record('refresh-chain', { round, chains, secs, target: 'direct-1', ...(await run(direct(0))) });
+  }
+});

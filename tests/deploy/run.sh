@@ -20,6 +20,8 @@
 #   ROUNDS        how many times the smoke flow runs (default 3; each round is a new user)
 #   FAILOVER      1 (default): stop one instance at the end and check nginx routes around it
 #   KEEP_DB       1: leave the database in place (default: dropped on exit)
+#   BENCH         1: rate limits off, and the refresh-chain measurement runs (with
+#                 NODE_TEST_FILTER=throughput, only it): figures in <artifacts>/logs/cluster-figures.jsonl
 #   NODE_TESTS    1 (default): run tests/deploy/*.test.mjs against the deployment; 0: don't
 #   NODE_TEST_FILES  which test files instead (space-separated paths)
 #   NODE_TEST_FILTER a --test-name-pattern for them
@@ -290,6 +292,7 @@ for i in 0 1 2; do
         echo "AUTHD_DB_POOL_MODE=$AUTHD_POOL"
         [ -n "$DIRECT_FOR_LISTEN" ] && echo "AUTHD_DATABASE_DIRECT_URL=$DIRECT_FOR_LISTEN"
         [ -n "$SYNC_MS" ] && echo "AUTHD_SYNC_INTERVAL_MS=$SYNC_MS"
+        [ "${BENCH:-0}" = 1 ] && echo "AUTHD_RATE_LIMITS=off"
     } >"$WORK/authd-$n.env"
     # shellcheck disable=SC2046
     env -i $(cat "$WORK/authd-$n.env") "$AUTHD_BIN" serve >"$WORK/logs/authd-$n.log" 2>&1 &
@@ -498,7 +501,7 @@ if [ "${NODE_TESTS:-1}" = 1 ]; then
         >>"$WORK/logs/node-setup.log" 2>&1 || { fail "node setup" "npm ci in tests/browser"; exit 1; }
     NODE_EXTRA_CA_CERTS="$CACERT" DEPLOY_BASE="$BASE" DEPLOY_SPA="$SPA_ORIGIN" DEPLOY_CA="$CACERT" \
         DEPLOY_SPKI="$SPKI" DEPLOY_WORK="$WORK" DEPLOY_BIN="$AUTHD_BIN" DEPLOY_PORTS="$P1,$P2,$P3" \
-        DEPLOY_SERVE_URL="$SERVE_URL" DEPLOY_POOL_MODE="$AUTHD_POOL" DEPLOY_ARTIFACTS="$WORK/logs" \
+        DEPLOY_SERVE_URL="$SERVE_URL" DEPLOY_POOL_MODE="$AUTHD_POOL" DEPLOY_BENCH="${BENCH:-0}" DEPLOY_ARTIFACTS="$WORK/logs" \
         node --test --test-concurrency=1 --test-reporter=spec ${NODE_TEST_FILTER:+--test-name-pattern="$NODE_TEST_FILTER"} \
         ${NODE_TEST_FILES:-"$HERE"/*.test.mjs} >"$WORK/logs/node-tests.log" 2>&1
     rc=$?
