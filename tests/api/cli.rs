@@ -286,3 +286,34 @@ fn admin_commands_never_create_a_database() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pooler_settings_are_refused_with_sqlite_and_a_bad_direct_url_is_not_repeated() {
+    let dir = std::env::temp_dir().join(format!("authd-pool-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("authd.db").display());
+    let cases: [(&str, &str, &str); 2] = [
+        ("AUTHD_DB_POOL_MODE", "transaction", "AUTHD_DB_POOL_MODE"),
+        (
+            "AUTHD_DATABASE_DIRECT_URL",
+            "postgres://u:s3cretpw@[nope",
+            "AUTHD_DATABASE_DIRECT_URL",
+        ),
+    ];
+    for (var, value, named) in cases {
+        let out = authd()
+            .env("DATABASE_URL", &url)
+            .env(var, value)
+            .args(["migrate"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{var}: {err}");
+        assert!(
+            !err.contains("s3cretpw"),
+            "{var}: the password is repeated: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
