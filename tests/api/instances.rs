@@ -283,15 +283,7 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
 /// `--activate-in 0`, an instance that has not synced yet would, for up to a sync interval).
 #[tokio::test]
 async fn a_rotation_publishes_the_new_key_everywhere_before_any_token_carries_it() {
-    let (a, b) = pair(&[]).await;
-    let deadline = Instant::now() + PROPAGATION_DEADLINE;
-    while a.jwks_kids().await != b.jwks_kids().await {
-        assert!(
-            Instant::now() < deadline,
-            "the instances never agreed on the first key"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (a, b) = agreed_pair().await;
     let old_kid = kid_of(&a.user(&email()).await.access);
     let before = now_secs();
     let out = run_cli(
@@ -338,6 +330,21 @@ async fn a_rotation_publishes_the_new_key_everywhere_before_any_token_carries_it
     assert!(new_seen);
 }
 
+/// Two instances on one fresh database, once they agree on the first key (they may each have
+/// generated one).
+async fn agreed_pair() -> (Authd, Authd) {
+    let (a, b) = pair(&[]).await;
+    let deadline = Instant::now() + PROPAGATION_DEADLINE;
+    while a.jwks_kids().await != b.jwks_kids().await {
+        assert!(
+            Instant::now() < deadline,
+            "the instances never agreed on the first key"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (a, b)
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -357,16 +364,7 @@ fn claims_of(token: &str) -> Value {
 
 #[tokio::test]
 async fn keys_rotate_reaches_both_instances_within_a_second() {
-    let (a, b) = pair(&[]).await;
-    // Wait until both instances agree on the first key (they may each have generated one).
-    let deadline = Instant::now() + PROPAGATION_DEADLINE;
-    while a.jwks_kids().await != b.jwks_kids().await {
-        assert!(
-            Instant::now() < deadline,
-            "the instances never agreed on the first key"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (a, b) = agreed_pair().await;
     let old_kids = a.jwks_kids().await;
     let old_on_a = a.user(&email()).await;
     let old_on_b = b.user(&email()).await;
