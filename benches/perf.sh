@@ -8,6 +8,7 @@
 #   benches/perf.sh scale sqlite|postgres   # 1,000,000 seeded sessions: start-up time, refresh-chain
 #   benches/perf.sh soak  sqlite|postgres   # 10 min refresh-chain with short lifetimes, sampled every 30 s
 #   benches/perf.sh micro                   # cargo bench --bench hot_paths
+#   benches/perf.sh rotation sqlite         # raw SQLite transaction, then refresh-chain c=32, 3 rounds
 #   benches/perf.sh profile sqlite MODE C   # perf stat + perf record -g of the server under a mode
 #   benches/perf.sh summary FILE...         # medians of the JSON lines
 #   benches/perf.sh feed [all|propagation|throughput|verify-cost|held|held-rss|memory|memory-diag|summary]
@@ -34,6 +35,7 @@ RUNS=${RUNS:-3}
 BIN=${AUTHD_BIN:-/tmp/authd-perf/authd}
 LG=${LOADGEN_BIN:-/tmp/authd-perf/loadgen}
 FB=${FEEDBENCH_BIN:-/tmp/authd-perf/feedbench}
+HP=${HOT_PATHS_BIN:-/tmp/authd-perf/hot_paths}
 WORK=${WORK:-/tmp/authd-perf/work}
 mkdir -p "$WORK" benches/results
 SERVER_PID=
@@ -142,6 +144,15 @@ cmd_build() {
     cp "$target/release/authd" "$BIN"
     cp "$target/release/examples/loadgen" "$LG"
     cp "$target/release/examples/feedbench" "$FB"
+    # The micro-benchmarks, for `rotation` (the raw transaction beside refresh-chain).
+    local hp
+    hp=$(cargo bench --bench hot_paths --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "hot_paths" and m.get("executable"):
+        print(m["executable"])')
+    cp "$hp" "$HP"
     git log --oneline -1 >"$(dirname "$BIN")/commit"
     log "built $(cat "$(dirname "$BIN")/commit")"
 }
@@ -348,6 +359,32 @@ cmd_profile() {
     tee -a "$out" <"$WORK/profile.json"
     stop_server
     drop_db
+}
+
+# Rotation against the raw transaction, in one run: RUNS interleaved rounds of (the raw SQLite
+# update+insert transaction, one writer and 32 tasks, BENCH_SECS each; then refresh-chain at
+# c=$ROT_C for $DURATION on a fresh server and database). SQLite only: the raw bench is SQLite's.
+cmd_rotation() {
+    local backend=${1:-sqlite} out=${OUT:-benches/results/$1-rotation.jsonl} c=${ROT_C:-32}
+    for run in $(seq 1 "$RUNS"); do
+        context "rotation run $run" >>"$out"
+        log "raw transaction run $run"
+        BENCH_SECS=${BENCH_SECS:-3} "$HP" --bench "raw sqlite" | python3 -c '
+import json, re, sys
+for line in sys.stdin:
+    if line.startswith("raw sqlite"):
+        parts = re.split(r"\s{2,}", line.strip())
+        print(json.dumps({"mode": "raw-txn", "label": parts[0], "run": int(sys.argv[1]),
+                          "ops_per_sec": float(parts[1].split()[0]), "line": line.strip()}))
+' "$run" | tee -a "$out"
+        fresh_db "$backend" rotation
+        start_server
+        log "$backend refresh-chain c=$c run $run"
+        lg --mode refresh-chain --concurrency "$c" --duration "$DURATION" \
+            --pid "$SERVER_PID" --label "$backend c=$c" | tee -a "$out"
+        stop_server
+        drop_db
+    done
 }
 
 cmd_micro() {
@@ -933,6 +970,7 @@ mixed) cmd_mixed "$@" ;;
 scale) cmd_scale "$@" ;;
 soak) cmd_soak "$@" ;;
 micro) cmd_micro ;;
+rotation) cmd_rotation "$@" ;;
 feed) cmd_feed "$@" ;;
 profile) cmd_profile "$@" ;;
 summary) cmd_summary "$@" ;;

@@ -263,6 +263,9 @@ fn machine_ticks() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
+/// How long set-up (registrations, first logins) waits out a server that answers 503.
+const SETUP_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Registers `n` users (201, or 409 when a previous run created them).
 async fn ensure_users(ctx: &Ctx, n: usize, prefix: &str) -> Result<Vec<String>, BoxError> {
     let emails: Vec<String> = (0..n)
@@ -275,15 +278,22 @@ async fn ensure_users(ctx: &Ctx, n: usize, prefix: &str) -> Result<Vec<String>, 
             let url = ctx.url("/auth/register");
             let password = ctx.password.clone();
             async move {
-                let resp = client
-                    .post(url)
-                    .json(&json!({"email": email, "password": &*password}))
-                    .send()
-                    .await
-                    .map_err(|e| format!("register: {e}"))?;
-                match resp.status().as_u16() {
-                    201 | 409 => Ok(()),
-                    s => Err(format!("register {email}: HTTP {s}")),
+                let started = Instant::now();
+                loop {
+                    let resp = client
+                        .post(&url)
+                        .json(&json!({"email": email, "password": &*password}))
+                        .send()
+                        .await
+                        .map_err(|e| format!("register: {e}"))?;
+                    match resp.status().as_u16() {
+                        201 | 409 => return Ok(()),
+                        // Busy hashing (a login storm is running): wait as a client would.
+                        503 if started.elapsed() < SETUP_PATIENCE => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        s => return Err(format!("register {email}: HTTP {s}")),
+                    }
                 }
             }
         })
@@ -455,14 +465,20 @@ async fn worker(
     let mut tokens = None;
     let mut chain_started = Instant::now();
     if matches!(mode, Mode::RefreshChain | Mode::Verify) {
+        // A server busy hashing (a login storm) answers 503: wait as a client would, for up
+        // to SETUP_PATIENCE; any other failure is retried a few times.
         let mut last_err = String::new();
-        for _ in 0..5 {
+        let (started, mut failures) = (Instant::now(), 0);
+        while failures < 5 && started.elapsed() < SETUP_PATIENCE {
             match ctx.login(&client, i).await {
                 Ok(t) => {
                     tokens = Some(t);
                     break;
                 }
                 Err(e) => {
+                    if !e.ends_with(" 503") {
+                        failures += 1;
+                    }
                     last_err = e;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -586,8 +602,14 @@ async fn worker(
         };
         let done = Instant::now();
         let failed = outcome.is_err();
+        // A login refused because the hashing queue is full (503, `Retry-After: 1`): wait as a
+        // client would, instead of spinning on refusals (counted as errors all the same).
+        let shed = mode == Mode::Login && matches!(&outcome, Err(e) if e.ends_with(" 503"));
         if measured {
             record(&mut stats, started, done, outcome);
+        }
+        if shed {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         if failed && mode == Mode::RefreshChain {
             // The chain is broken: start a new one (the error is already counted).

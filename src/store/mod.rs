@@ -145,6 +145,11 @@ pub struct Store {
     /// handler (sleeps of 1, 2, 5, 10... ms), is what lets one file take thousands of rotations
     /// a second. Other processes on the same file still meet the busy timeout.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: the one connection every write transaction of this process runs on, never
+    /// shared with reads. Its page cache stays valid from one write to the next (a connection
+    /// that another one wrote behind must drop its cache and read the pages again), which is a
+    /// good part of a rotation batch's cost otherwise.
+    writer: Option<Db>,
     /// The rotation task's queue (see [`rotation`]); `None` only in that task's own handle.
     rotations: Option<rotation::Rotations>,
 }
@@ -228,6 +233,19 @@ impl Store {
         };
         let write_gate = (db.get_database_backend() == DatabaseBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let writer = if write_gate.is_some() {
+            let mut one = opts.clone();
+            one.max_connections(1).min_connections(1);
+            let conn = match Database::connect(one).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    return Err(open::explain(&cfg.database_url, &e, cfg.acquire_timeout()).await);
+                }
+            };
+            Some(Db::direct(conn))
+        } else {
+            None
+        };
         let db = if pooled {
             Db::transaction_pooled(db, &preamble_timeout)
         } else {
@@ -237,6 +255,7 @@ impl Store {
             db,
             direct_url: cfg.database_direct_url.as_deref().map(Arc::from),
             write_gate,
+            writer,
             rotations: None,
         };
         Ok(Self {
@@ -321,6 +340,7 @@ impl Store {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        Ok((self.db.begin().await?, guard))
+        let db = self.writer.as_ref().unwrap_or(&self.db);
+        Ok((db.begin().await?, guard))
     }
 }

@@ -17,10 +17,14 @@
 use std::collections::{HashMap, HashSet};
 
 use entity::{refresh_tokens, sessions, users};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
+use sea_orm::sea_query::{
+    CaseStatement, CommonTableExpression, Expr, ExprTrait, InsertStatement, Query,
+    SubQueryStatement, UpdateStatement, WithClause,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    Value,
 };
 
 use super::ending::{EndReason, EndedSession, SessionScope, end_sessions_in};
@@ -265,16 +269,100 @@ async fn read_presented(
     )
 }
 
-/// Consumes every current token in `current` and makes its successor current: three
-/// statements whatever the batch size.
+/// Consumes every current token in `current` and makes its successor current: three changes
+/// whatever the batch size, sent to the database in one call (one round trip on Postgres, one
+/// hop to the driver's thread on SQLite).
 async fn consume(
     txn: &DatabaseTransaction,
     requests: &[RotateRequest],
     current: &[(usize, &Found)],
 ) -> Result<(), StoreError> {
+    let (mut tokens, mut successors, mut sessions) = consume_statements(requests, current);
+    let backend = txn.get_database_backend();
+    let n = current.len() as i64;
+    // The read before was made under the write lock (SQLite) or the sessions' row locks
+    // (Postgres), so every one of these tokens is still current and every session there; the
+    // counts keep the change honest all the same: anything short rolls the batch back.
+    let changed = if backend == DatabaseBackend::Postgres {
+        // Data-modifying CTEs: the three changes and their row counts in one statement.
+        let count = |cte: &str| Expr::cust(format!("(SELECT COUNT(*) FROM {cte})"));
+        let cte = |name: &str, query: SubQueryStatement| {
+            CommonTableExpression::new()
+                .query(query)
+                .table_name(name.to_owned())
+                .to_owned()
+        };
+        use refresh_tokens::Column as T;
+        let query = WithClause::new()
+            .cte(cte(
+                "consumed",
+                tokens.returning_col(T::TokenHash).to_owned().into(),
+            ))
+            .cte(cte(
+                "inserted",
+                successors.returning_col(T::TokenHash).to_owned().into(),
+            ))
+            .cte(cte(
+                "refreshed",
+                sessions
+                    .returning_col(sessions::Column::Id)
+                    .to_owned()
+                    .into(),
+            ))
+            .to_owned()
+            .query(
+                Query::select()
+                    .expr_as(count("consumed"), "consumed")
+                    .expr_as(count("inserted"), "inserted")
+                    .expr_as(count("refreshed"), "refreshed")
+                    .to_owned(),
+            );
+        let counts: Option<(i64, i64, i64)> = txn
+            .query_one_raw(backend.build(&query))
+            .await?
+            .map(|row| row.try_get_many_by_index())
+            .transpose()?;
+        counts.map_or(0, |(a, b, c)| Ord::min(Ord::min(a, b), c) * 3)
+    } else {
+        // SQLite takes several statements in one call, binding the values in order.
+        let built = [
+            backend.build(&tokens),
+            backend.build(&successors),
+            backend.build(&sessions),
+        ];
+        let sql = built
+            .iter()
+            .map(|s| s.sql.as_str())
+            .collect::<Vec<_>>()
+            .join(";\n");
+        let values: Vec<Value> = built
+            .into_iter()
+            .flat_map(|s| s.values.map(|v| v.0).unwrap_or_default())
+            .collect();
+        let done = txn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        // Each statement changes at most `n` rows, so `3n` in all means `n` each.
+        i64::try_from(done.rows_affected()).unwrap_or(0)
+    };
+    if changed != 3 * n {
+        return Err(StoreError::Internal(format!(
+            "rotation changed {changed} rows for {n} current tokens (expected {})",
+            3 * n
+        )));
+    }
+    Ok(())
+}
+
+/// The three changes of [`consume`]: consume the presented tokens, insert their successors,
+/// move their sessions' last refresh and idle deadline. One CASE per column, with an arm per
+/// token (or session) of the batch.
+fn consume_statements(
+    requests: &[RotateRequest],
+    current: &[(usize, &Found)],
+) -> (UpdateStatement, InsertStatement, UpdateStatement) {
     use refresh_tokens::Column as T;
     use sessions::Column as S;
-    // One CASE per column, with an arm per token (or session) of the batch.
     let mut used_at = CaseStatement::new();
     let mut successor_hash = CaseStatement::new();
     let mut successor_sealed = CaseStatement::new();
@@ -290,10 +378,7 @@ async fn consume(
         refreshed_at = refreshed_at.case(this_session(), r.now);
         idle_expires_at = idle_expires_at.case(this_session(), idle_deadline(r, &p.session));
     }
-    // The read above was made under the write lock (SQLite) or the sessions' row locks
-    // (Postgres), so every one of these tokens is still current; `used_at IS NULL` keeps the
-    // statement honest all the same.
-    let consumed = refresh_tokens::Entity::update_many()
+    let tokens = refresh_tokens::Entity::update_many()
         .col_expr(T::UsedAt, used_at.finally(Expr::col(T::UsedAt)).into())
         .col_expr(
             T::SuccessorHash,
@@ -307,16 +392,8 @@ async fn consume(
         )
         .filter(T::TokenHash.is_in(current.iter().map(|(i, _)| requests[*i].presented.clone())))
         .filter(T::UsedAt.is_null())
-        .exec(txn)
-        .await?
-        .rows_affected;
-    if consumed != current.len() as u64 {
-        return Err(StoreError::Internal(format!(
-            "rotation consumed {consumed} of {} current tokens",
-            current.len()
-        )));
-    }
-    refresh_tokens::Entity::insert_many(current.iter().map(|(i, p)| {
+        .into_query();
+    let successors = refresh_tokens::Entity::insert_many(current.iter().map(|(i, p)| {
         let r = &requests[*i];
         refresh_tokens::ActiveModel {
             token_hash: Set(r.successor.hash.clone()),
@@ -328,9 +405,8 @@ async fn consume(
             successor_sealed: Set(None),
         }
     }))
-    .exec_without_returning(txn)
-    .await?;
-    sessions::Entity::update_many()
+    .into_query();
+    let sessions = sessions::Entity::update_many()
         .col_expr(
             S::LastRefreshedAt,
             refreshed_at.finally(Expr::col(S::LastRefreshedAt)).into(),
@@ -340,9 +416,8 @@ async fn consume(
             idle_expires_at.finally(Expr::col(S::IdleExpiresAt)).into(),
         )
         .filter(S::Id.is_in(current.iter().map(|(_, p)| p.session.id.clone())))
-        .exec(txn)
-        .await?;
-    Ok(())
+        .into_query();
+    (tokens, successors, sessions)
 }
 
 /// A token that was already rotated: a grace replay (the session's current token, reached
