@@ -233,10 +233,13 @@ pub fn normalize_email(raw: &str) -> Option<String> {
     ok.then_some(email)
 }
 
-/// The key a login is throttled on: the address as typed, trimmed and lower-cased, whether or
-/// not it is valid or exists (so a `429` says nothing about accounts).
+/// The key a login (or a request for mail) is throttled on: the account's address as
+/// [`normalize_email`] makes it, so every way of typing one address (`ｊｏｈｎ@`, `JOHN@`,
+/// `john@Bücher.example`) shares one allowance; an address that does not normalise is keyed as
+/// typed, trimmed and lower-cased. Valid or not, existing or not, the same rule (so a `429`
+/// says nothing about accounts).
 pub fn throttle_key(raw_email: &str) -> String {
-    raw_email.trim().to_lowercase()
+    normalize_email(raw_email).unwrap_or_else(|| raw_email.trim().to_lowercase())
 }
 
 /// Characters that change how an address is displayed without being seen: bidirectional
@@ -406,5 +409,18 @@ mod tests {
             assert_eq!(normalize_email(bad), None, "{bad:?}");
         }
         assert_eq!(throttle_key(" ADA@x "), "ada@x");
+        // Every spelling of one account's address is one key, as it is one account.
+        let key = throttle_key("john@example.com");
+        for typed in [
+            "ｊｏｈｎ@ｅｘａｍｐｌｅ.ｃｏｍ",
+            " JOHN@Example.COM ",
+            "john@EXAMPLE.com",
+        ] {
+            assert_eq!(throttle_key(typed), key, "{typed}");
+        }
+        assert_eq!(
+            throttle_key("j@Bücher.example"),
+            throttle_key("j@xn--bcher-kva.example")
+        );
     }
 }

@@ -211,6 +211,8 @@ impl RecoveryApi {
     ) -> Result<Accepted, Errors<{ INVALID_TOKEN | RATE_LIMITED | SERVICE_UNAVAILABLE }>> {
         let claims = auth.0;
         let meta = state.client_meta(req);
+        let ip = meta.ip.clone().unwrap_or_default();
+        state.throttle(&state.limits.mail_ip, &ip, "email_verify")?;
         state.throttle(&state.limits.mail_recipient, &claims.sub, "email_verify")?;
         let user = current_user(&state, &claims.sub).await?;
         if !user.email_verified {
@@ -309,6 +311,8 @@ impl RecoveryApi {
         if state.store().user_by_email(&new_email).await?.is_some() {
             return Err(ApiError::EmailTaken.into());
         }
+        let ip = meta.ip.clone().unwrap_or_default();
+        state.throttle(&state.limits.mail_ip, &ip, "email_change")?;
         state.throttle(&state.limits.mail_recipient, &claims.sub, "email_change")?;
         let minted = mint()?;
         let link = state.mailer.link(Kind::EmailChangeConfirm, &minted.token);

@@ -294,6 +294,37 @@ async fn guessing_one_account_from_one_ip_does_not_lock_the_real_user_out() {
 }
 
 #[tokio::test]
+async fn every_spelling_of_an_address_shares_its_login_allowance() {
+    let app = spawn_app_with(|c| c.rate_limits = true).await;
+    let mail = email();
+    app.register(&mail, "correct horse battery").await;
+    let login = |typed: String, pw: &'static str| {
+        app.client
+            .post(app.url("/auth/login"))
+            .json(&json!({"email": typed, "password": pw}))
+            .send()
+    };
+    // Five wrong guesses, each spelt differently: each spelling is the one account.
+    let spellings = [
+        full_width(&mail),
+        mail.to_uppercase(),
+        full_width(&mail.to_uppercase()),
+        format!(" {mail} "),
+        mail.replace("example.com", "EXAMPLE.com"),
+    ];
+    for typed in spellings {
+        let r = login(typed.clone(), "wrong guess").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{typed}");
+    }
+    let r = login(mail.clone(), "correct horse battery").await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "another spelling buys no new guesses"
+    );
+}
+
+#[tokio::test]
 async fn x_forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
     let app = spawn_app_with(|c| c.rate_limits = true).await;
     for i in 0..20 {

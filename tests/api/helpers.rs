@@ -348,6 +348,16 @@ pub fn email() -> String {
     format!("u{}@example.com", uuid::Uuid::new_v4().simple())
 }
 
+/// `mail` in full-width letters, which NFKC folds back to `mail`: the same account.
+pub fn full_width(mail: &str) -> String {
+    mail.chars()
+        .map(|c| match c {
+            '!'..='~' => char::from_u32(c as u32 + 0xFEE0).expect("full-width form"),
+            c => c,
+        })
+        .collect()
+}
+
 /// Polls `check` every 10 ms until it holds; panics naming `what` if it still does not after
 /// 10 s (a generous bound on a loaded machine: what is waited for is a background sync of
 /// 50 ms, and the time it took is not what the test asserts).

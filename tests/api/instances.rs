@@ -151,6 +151,17 @@ async fn with_grace_on_one_refresh_token_sent_to_two_instances_at_once_gets_one_
     }
 }
 
+/// The id of the user `access` was issued to, as `server`'s `/me` says.
+async fn user_id_of(server: &Authd, access: &str) -> String {
+    let me: Value = server
+        .get_auth("/me", access)
+        .await
+        .json()
+        .await
+        .expect("me");
+    me["user_id"].as_str().expect("id").to_owned()
+}
+
 /// How a session gets ended on instance A.
 #[derive(Debug, Clone, Copy)]
 enum Ending {
@@ -161,6 +172,7 @@ enum Ending {
     OperatorCli,
     AdminDisable,
     AdminDelete,
+    PasswordReset,
 }
 
 #[tokio::test]
@@ -177,6 +189,7 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
         Ending::OperatorCli,
         Ending::AdminDisable,
         Ending::AdminDelete,
+        Ending::PasswordReset,
     ] {
         let mail = email();
         let keeper = a.user(&mail).await;
@@ -235,13 +248,7 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
                 Instant::now()
             }
             Ending::AdminDisable | Ending::AdminDelete => {
-                let me: Value = a
-                    .get_auth("/me", &victim.access)
-                    .await
-                    .json()
-                    .await
-                    .expect("me");
-                let path = format!("/admin/users/{}", me["user_id"].as_str().expect("id"));
+                let path = format!("/admin/users/{}", user_id_of(&a, &victim.access).await);
                 let req = if matches!(ending, Ending::AdminDisable) {
                     a.client
                         .patch(a.url(&path))
@@ -253,10 +260,40 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
                 assert!(r.status().is_success(), "{ending:?}: {}", r.status());
                 Instant::now()
             }
+            Ending::PasswordReset => {
+                // A reset link, as an admin gets it to pass on, spent on A: every session ends.
+                let path = format!(
+                    "/admin/users/{}/password-reset",
+                    user_id_of(&a, &victim.access).await
+                );
+                let r = a
+                    .client
+                    .post(a.url(&path))
+                    .bearer_auth(&admin)
+                    .json(&json!({"send": false}))
+                    .send()
+                    .await
+                    .expect("reset link");
+                assert_eq!(r.status(), StatusCode::OK);
+                let v: Value = r.json().await.expect("link");
+                let link = v["link"].as_str().expect("link");
+                let token = link.rsplit("token=").next().expect("token");
+                let r = a
+                    .post_json(
+                        "/auth/password/reset",
+                        json!({"token": token, "new_password": "another horse battery"}),
+                    )
+                    .await;
+                assert_eq!(r.status(), StatusCode::NO_CONTENT);
+                Instant::now()
+            }
         };
         let took = until_refused(&b, &victim_access, ended_at, &format!("{ending:?}")).await;
         measured.push((ending, took));
-        if matches!(ending, Ending::AdminDisable | Ending::AdminDelete) {
+        if matches!(
+            ending,
+            Ending::AdminDisable | Ending::AdminDelete | Ending::PasswordReset
+        ) {
             // Every session of the user, and at once on the instance that was asked.
             until_refused(&b, &keeper.access, ended_at, &format!("{ending:?}, keeper")).await;
             assert_eq!(a.me_status(&keeper.access).await, StatusCode::UNAUTHORIZED);

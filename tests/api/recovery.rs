@@ -582,8 +582,29 @@ async fn asking_for_mail_is_throttled_per_address_and_per_client() {
     }
     assert_eq!(&statuses[..3], [StatusCode::ACCEPTED; 3]);
     assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
+    // Other spellings of the address are the same inbox: the same allowance.
+    for typed in [crate::helpers::full_width(&mail), mail.to_uppercase()] {
+        assert_eq!(
+            app.forgot(&typed).await.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{typed}"
+        );
+    }
     // Another address from the same client: the per-client bucket (10) still has room.
     assert_eq!(app.forgot(&email()).await.status(), StatusCode::ACCEPTED);
+    // Eight asked so far (refused ones count: the client's bucket is checked first); two more
+    // addresses spend it, and the client then waits whatever the address...
+    for _ in 0..2 {
+        assert_eq!(app.forgot(&email()).await.status(), StatusCode::ACCEPTED);
+    }
+    let r = app.forgot(&email()).await;
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // ...and whatever the mail: a verification asked from that client waits too.
+    let t = app.user(&email()).await;
+    let r = app
+        .post_auth("/auth/email/verify/send", &t.access, json!({}))
+        .await;
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
 
 #[tokio::test]
