@@ -363,14 +363,9 @@ async fn disabling_a_user_ends_every_session_at_once_and_enabling_lets_them_back
     assert_eq!(r.status(), StatusCode::OK);
     let back = app.login_body(&mail, PASSWORD).await;
     assert_eq!(app.me_status(&back.access).await, StatusCode::OK);
-    let kinds: Vec<String> = admin
-        .events_of(&id)
-        .await
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert!(kinds.contains(&"user_disabled".to_owned()), "{kinds:?}");
-    assert!(kinds.contains(&"user_enabled".to_owned()), "{kinds:?}");
+    let events = admin.events_of(&id).await;
+    assert_by_key(&events, "user_disabled", 1);
+    assert_by_key(&events, "user_enabled", 1);
 }
 
 #[tokio::test]
@@ -581,6 +576,19 @@ async fn an_admins_email_change_is_unique_unverified_unless_said_and_keeps_sessi
         (&v["email"], &v["email_verified"]),
         (&json!(old), &json!(true))
     );
+    assert_by_key(&admin.events_of(&id).await, "email_changed", 2);
+}
+
+/// `events` hold `n` events of `kind`, each naming the service key that made the change.
+fn assert_by_key(events: &[Value], kind: &str, n: usize) {
+    let of_kind: Vec<&Value> = events.iter().filter(|e| e["kind"] == kind).collect();
+    assert_eq!(of_kind.len(), n, "{kind}: {events:?}");
+    assert!(
+        of_kind.iter().all(|e| e["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("service_key:key-"))),
+        "{kind}: {of_kind:?}"
+    );
 }
 
 #[tokio::test]
@@ -671,6 +679,8 @@ async fn admins_list_a_users_sessions_and_end_them_all_without_locking_the_accou
         feed_reasons(&app, &id).await,
         vec!["session_revoked", "session_revoked"]
     );
+    // Each ended session is a security event naming the key that ended it.
+    assert_by_key(&admin.events_of(&id).await, "session_revoked", 2);
     app.login_body(&mail, PASSWORD).await;
     let nobody = admin
         .send(Method::DELETE, "/admin/users/nobody/sessions", None)
