@@ -1,8 +1,8 @@
 //! Password hashing with argon2id (OWASP parameters: 19 MiB, 2 passes, 1 lane) on a pool of
-//! its own threads, one per core, at the lowest CPU priority (nice +19 on Linux): a login storm
-//! can neither starve the async runtime nor queue unbounded threads, and when the cores are
-//! short the cheap requests (verify, refresh) go first while hashing takes what is left. With
-//! nothing else to do, hashing still gets every core. Unknown users are checked against a dummy
+//! its own threads, one per core, at the lowest CPU priority (`SCHED_IDLE` and nice +19 on
+//! Linux): a login storm can neither starve the async runtime nor queue unbounded threads, and
+//! when the cores are short the cheap requests (verify, refresh) go first while hashing takes
+//! what is left. With nothing else to do, hashing still gets every core. Unknown users are checked against a dummy
 //! hash so that the work, and so the timing, is the same as for a wrong password.
 //!
 //! The queue in front of the threads is bounded: when it is full a request is refused at once
@@ -252,22 +252,39 @@ async fn run_on<T: Send + 'static>(
     answer.await.map_err(|_| PasswordError::Stopped)?
 }
 
-/// On Linux, nice values are per thread: this lowers only the calling thread. Failing to is
-/// harmless (hashing then competes with requests on equal terms), so the result is ignored.
+/// Puts the calling thread (a hashing thread) below every request thread: `SCHED_IDLE` on
+/// Linux, and nice +19 as well, which is what remains if the policy is refused. Under nice +19
+/// alone a waking request thread (or a database process) could wait for a hashing thread to
+/// finish its time slice, milliseconds on a busy core, at every round trip of a refresh; a
+/// `SCHED_IDLE` thread is preempted by any other wake-up at once, and still gets every core
+/// nothing else wants. Both are per thread on Linux and need no privilege. Failing is harmless
+/// (hashing then competes with requests on equal terms), so the results are ignored.
 fn lower_this_threads_priority() {
-    // On Linux, `setpriority(PRIO_PROCESS, 0)` names the calling thread, not the process.
     #[cfg(target_os = "linux")]
-    let _ = rustix::process::setpriority_process(None, HASHING_NICENESS);
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        let _ = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        );
+        // `setpriority(PRIO_PROCESS, 0)` names the calling thread, not the process.
+        let _ = rustix::process::setpriority_process(None, HASHING_NICENESS);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The nice value of each of this process's threads named `authd-hash-*` (field 19 of
-    /// /proc/self/task/TID/stat, counted after the parenthesised name).
+    /// The (nice value, scheduling policy) of each of this process's threads named
+    /// `authd-hash-*` (fields 19 and 41 of /proc/self/task/TID/stat, counted after the
+    /// parenthesised name).
     #[cfg(target_os = "linux")]
-    fn hashing_thread_niceness() -> Vec<i32> {
+    fn hashing_thread_niceness() -> Vec<(i32, u32)> {
         let mut out = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
             let dir = task.expect("task").path();
@@ -277,8 +294,11 @@ mod tests {
             }
             let stat = std::fs::read_to_string(dir.join("stat")).expect("stat");
             let after_name = &stat[stat.rfind(')').expect("name") + 2..];
-            let nice = after_name.split(' ').nth(16).expect("nice field");
-            out.push(nice.parse().expect("number"));
+            let fields: Vec<&str> = after_name.split(' ').collect();
+            out.push((
+                fields[16].parse().expect("nice"),
+                fields[38].parse().expect("policy"),
+            ));
         }
         out
     }
@@ -303,9 +323,16 @@ mod tests {
                 .await
                 .expect("verify")
         );
-        let nice = hashing_thread_niceness();
-        assert!(nice.len() >= 2, "{nice:?}");
-        assert!(nice.iter().all(|&n| n >= HASHING_NICENESS), "{nice:?}");
+        // SCHED_IDLE is policy 5 (include/uapi/linux/sched.h), at nice +19.
+        const SCHED_IDLE: u32 = 5;
+        let threads = hashing_thread_niceness();
+        assert!(threads.len() >= 2, "{threads:?}");
+        assert!(
+            threads
+                .iter()
+                .all(|&(nice, policy)| nice >= HASHING_NICENESS && policy == SCHED_IDLE),
+            "{threads:?}"
+        );
     }
 
     #[test]
