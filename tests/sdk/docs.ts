@@ -2,10 +2,15 @@
 // (Swagger UI served by the binary), and through "Try it out" registers, logs in with cookie
 // delivery (200, and the HttpOnly __Host-refresh_token cookie lands in the browser's jar),
 // authorizes with the access token and calls getMe, refreshes through the cookie, then logs out
-// and sees the cookie gone. Every request the page makes goes to authd itself (the UI works
-// offline). Screenshots go to the output folder.
+// and sees the cookie gone; authorizes with a service key and lists the revocations feed. The
+// admin API: adminListUsers by the registered user's email prefix answers 401 with no admin key,
+// 403 with the feed's service key authorized as `adminKey`, and 200 naming that user with
+// AUTHD_ADMIN_KEY (run.sh gives it to this step and to the SDK flows, never to schemathesis).
+// Account recovery: requestPasswordReset answers 202 for the user (and the reset mail lands in
+// AUTHD_MAIL_DIR) and 202 for an unknown address. Every request the page makes goes to authd
+// itself (the UI works offline). Screenshots go to the output folder.
 // Usage: node dist/docs.js BASE_URL OUT_DIR
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -33,7 +38,6 @@ async function refreshCookie(context: BrowserContext): Promise<Cookie | undefine
   return (await context.cookies(baseUrl)).find((c) => c.name === COOKIE);
 }
 
-/** Opens an operation's block and switches it to "Try it out". */
 /** Fills the Authorize dialog's form of `scheme` with `value`, authorizes, closes the dialog. */
 async function authorize(page: Page, scheme: string, value: string): Promise<void> {
   await page.locator(".scheme-container .auth-wrapper button.authorize").first().click();
@@ -43,6 +47,15 @@ async function authorize(page: Page, scheme: string, value: string): Promise<voi
   await page.locator(".modal-ux button.btn-done").first().click();
 }
 
+/** Removes the authorization of `scheme` in the Authorize dialog ("Logout"), closes the dialog. */
+async function unauthorize(page: Page, scheme: string): Promise<void> {
+  await page.locator(".scheme-container .auth-wrapper button.authorize").first().click();
+  const form = page.locator(".modal-ux form").filter({ hasText: `${scheme} (http, Bearer)` });
+  await form.locator('button[aria-label="Remove authorization"]').click();
+  await page.locator(".modal-ux button.btn-done").first().click();
+}
+
+/** Opens an operation's block and switches it to "Try it out". */
 async function tryOut(page: Page, tag: string, operationId: string): Promise<Locator> {
   const op = page.locator(`#operations-${tag}-${operationId}`);
   await op.waitFor({ timeout: TIMEOUT });
@@ -77,6 +90,29 @@ async function setBody(op: Locator, body: unknown): Promise<void> {
 
 async function setHeader(op: Locator, name: string, value: string): Promise<void> {
   await op.locator(`tr[data-param-name="${name}"][data-param-in="header"] input`).fill(value);
+}
+
+async function setQuery(op: Locator, name: string, value: string): Promise<void> {
+  await op.locator(`tr[data-param-name="${name}"][data-param-in="query"] input`).fill(value);
+}
+
+/** Whether a password-reset mail to `email` is in AUTHD_MAIL_DIR, polling for up to 10 s. */
+async function resetMailTo(email: string): Promise<boolean> {
+  const dir = process.env.AUTHD_MAIL_DIR ?? "";
+  const to = new RegExp(`^To: .*${email.replace(/[.+]/g, "\\$&")}`, "mi");
+  const deadline = Date.now() + 10_000;
+  while (dir !== "") {
+    const found = readdirSync(dir)
+      .filter((name) => name.endsWith(".eml") && !name.startsWith("."))
+      // Quoted-printable: soft line breaks and `=3D`.
+      .map((name) => readFileSync(join(dir, name), "latin1").replace(/=\r?\n/g, "").replace(/=3D/g, "="))
+      .some((text) => to.test(text) && text.includes("#action=reset-password&token="));
+    if (found || Date.now() > deadline) {
+      return found;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
 }
 
 async function main(): Promise<void> {
@@ -148,6 +184,7 @@ async function main(): Promise<void> {
     const me = await tryOut(page, "Me", "getMe");
     const who = await execute(me);
     check(who.status === 200 && who.body.includes(email), `getMe with the authorized token: ${who.status}`);
+    const userId = (JSON.parse(who.body) as { user_id?: string }).user_id ?? "no user id";
 
     // refresh through the cookie (the docs UI sends the X-Requested-With header it documents)
     const refresh = await tryOut(page, "Auth", "refresh");
@@ -178,6 +215,53 @@ async function main(): Promise<void> {
       listed.status === 200 && listed.body.includes(tokens.session_id ?? "no session id"),
       `listRevocations with the authorized service key lists the ended session: ${listed.status}`,
     );
+
+    // The admin API: find the registered user by an email prefix. With no admin key authorized
+    // the UI sends no credentials (401); the feed's service key as `adminKey` lacks the scope
+    // (403); the admin key finds the user (200).
+    const adminKey = process.env.AUTHD_ADMIN_KEY ?? "";
+    check(adminKey.startsWith("authd_sk_"), "run.sh made an admin key (AUTHD_ADMIN_KEY)");
+    const prefix = email.slice(0, -"@example.com".length);
+    const users = await tryOut(page, "Admin", "adminListUsers");
+    await setQuery(users, "query", prefix);
+    const anonymous = await execute(users);
+    check(
+      anonymous.status === 401 && anonymous.body.includes("invalid_service_key"),
+      `adminListUsers with no admin key authorized is refused: ${anonymous.status}`,
+    );
+    await authorize(page, "adminKey", serviceKey);
+    const unscoped = await execute(users);
+    check(
+      unscoped.status === 403 && unscoped.body.includes("insufficient_scope"),
+      `adminListUsers with the feed's service key as adminKey is refused: ${unscoped.status}`,
+    );
+    await unauthorize(page, "adminKey");
+    await authorize(page, "adminKey", adminKey);
+    const found = await execute(users);
+    check(found.status === 200, `adminListUsers with the authorized admin key: ${found.status}`);
+    const page1 = JSON.parse(found.body) as { users?: { id?: string; email?: string }[] };
+    const listedUsers = page1.users ?? [];
+    check(
+      listedUsers.some((u) => u.email === email && u.id === userId),
+      `adminListUsers names the registered user (${email}, ${userId})`,
+    );
+    check(
+      listedUsers.every((u) => (u.email ?? "").startsWith(prefix)),
+      `adminListUsers lists only emails starting with ${prefix}`,
+    );
+    await users.locator(".live-responses-table").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(outDir, "docs-admin.png") });
+
+    // Account recovery: "forgot password" answers 202 whether or not the address has an account;
+    // for the registered user the reset mail follows.
+    const forgot = await tryOut(page, "Auth", "requestPasswordReset");
+    await setBody(forgot, { email });
+    const asked = await execute(forgot);
+    check(asked.status === 202, `requestPasswordReset via the docs UI: ${asked.status}`);
+    check(await resetMailTo(email), `the password-reset mail to ${email} is in AUTHD_MAIL_DIR`);
+    await setBody(forgot, { email: `nobody-${email}` });
+    const unknown = await execute(forgot);
+    check(unknown.status === 202, `requestPasswordReset for an unknown address: ${unknown.status}`);
 
     await page.locator(`#operations-Auth-logout`).scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(outDir, "docs-logout.png") });

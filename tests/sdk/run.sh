@@ -3,11 +3,13 @@
 #   1. openapi-spec-validator and `redocly lint` (recommended rules) on openapi.yaml;
 #   2. a TypeScript client generated from it (openapi-typescript + openapi-fetch), type-checked
 #      with `tsc --strict`, running the SDK flow (flow.ts), then the admin API with a service key
-#      of scope `admin` (AUTHD_ADMIN_KEY, made here, given to the flows only), and a password
-#      reset whose link the flow reads from the mail authd writes to AUTHD_MAIL_DIR (no SMTP);
+#      of scope `admin` (AUTHD_ADMIN_KEY, made here, given to the flows and the docs UI only), and
+#      a password reset whose link the flow reads from the mail authd writes to AUTHD_MAIL_DIR
+#      (no SMTP);
 #   3. a Python client generated from it (openapi-python-client), running the same flows (flow.py);
 #   4. schemathesis over every operation (no 5xx, responses conform, no undocumented status);
-#   5. the docs UI at /docs in headless Chromium (docs.ts), with screenshots.
+#   5. the docs UI at /docs in headless Chromium (docs.ts), with screenshots: "Try it out" on the
+#      user, feed, admin (authorized with AUTHD_ADMIN_KEY) and forgot-password operations.
 # Installs what it needs from the package registries only (apt: chromium; npm: tests/sdk's lock
 # file; PyPI: requirements.txt into target/sdk-venv), starts authd (target/release/authd) on a
 # free port with a temporary SQLite database, stops it on exit, prints each step's duration.
@@ -151,8 +153,9 @@ start_server() {
       AUTHD_SERVICE_KEY="$(DATABASE_URL="sqlite://$TMP/authd.db?mode=rwc" "$BIN" service-keys create \
         --name sdk --scope revocations:read,introspect 2>>"$OUT/authd.log")"
       export AUTHD_SERVICE_KEY
-      # An admin key for the SDK flows' admin scenario only: never for schemathesis (it would
-      # delete and disable users), nor for the docs UI.
+      # An admin key for the SDK flows' admin scenario and for the docs UI (which authorizes
+      # `adminKey` with it and only reads: a users search): never for schemathesis (it would
+      # delete and disable users; schemathesis_run unsets it).
       AUTHD_ADMIN_KEY="$(DATABASE_URL="sqlite://$TMP/authd.db?mode=rwc" "$BIN" service-keys create \
         --name sdk-admin --scope admin 2>>"$OUT/authd.log")"
       export AUTHD_ADMIN_KEY
@@ -231,6 +234,7 @@ schemathesis_run() {
 }
 
 docs_ui() {
+  # With AUTHD_SERVICE_KEY, AUTHD_ADMIN_KEY and AUTHD_MAIL_DIR (exported by start_server).
   (cd "$SDK" && node dist/docs.js "$URL" "$OUT")
 }
 
