@@ -1,4 +1,4 @@
-"""One ASGI app with two routes, for benches/kits/run.sh, served by uvicorn (one process):
+"""One ASGI app with two routes (four in FastAPI's), for benches/kits/run.sh, served by uvicorn (one process):
 
     /bare  verifies the bearer token by hand in the handler: PyJWT's jwt.decode with authd's
            Ed25519 key (from the JWKS, as the kit loads it: jwt.PyJWK(...).key), EdDSA pinned,
@@ -11,9 +11,12 @@ Both answer 200 {"sub": ...}, or 401.
     AUTHD_SERVICE_KEY=authd_sk_... /work/bench-venv/bin/uvicorn --app-dir benches/kits \\
         py_server:app --port 18121 --no-access-log --log-level warning
 
-fastapi: GET /bare and GET /kit (``Depends(AuthdBearer(verifier))``), both ``async def``; and
-GET /dep, the bare check as a plain ``async def`` dependency (not measured by run.sh: it
-separates FastAPI's own cost of a dependency from the kit's, see benches/PERFORMANCE.md).
+fastapi: GET /bare and GET /kit (``Depends(AuthdBearer(verifier))``), both ``async def``; and,
+measured by ``run.sh fastapi-dep`` only, GET /dep, the bare check as a plain ``async def``
+dependency (it separates FastAPI's own cost of a dependency from the kit's, see
+benches/PERFORMANCE.md), and GET /mw, guarded by the Starlette middleware ``AuthdMiddleware``
+where ``app.add_middleware`` puts it (a pure-ASGI switch, ``_OnlyMw``, sends /mw through it and
+every other path past it: one extra ASGI call, which all four routes pay alike).
 starlette: the middleware guards all it wraps, so each route is a Mount: GET /bare/ (no
 middleware) and GET /kit/ (``Mount(..., middleware=[Middleware(AuthdMiddleware, ...)])``).
 The verifier runs on the server's event loop (``async with verifier`` in the lifespan).
@@ -65,9 +68,24 @@ if FRAMEWORK == "fastapi":
     from fastapi.responses import JSONResponse
 
     from authd_verify.fastapi import AuthdBearer, install_error_handler
+    from authd_verify.starlette import AuthdMiddleware
+
+    class _OnlyMw:
+        """AuthdMiddleware for /mw alone, at the place of ``app.add_middleware``."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+            self.guarded = AuthdMiddleware(app, verifier=verifier)
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope.get("path") == "/mw":
+                await self.guarded(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
 
     app = FastAPI(lifespan=lifespan)
     install_error_handler(app)
+    app.add_middleware(_OnlyMw)
     authd = AuthdBearer(verifier)
 
     @app.get("/bare")
@@ -90,6 +108,10 @@ if FRAMEWORK == "fastapi":
     @app.get("/dep")
     async def dep(claims: dict = Depends(bare_dependency)) -> Any:
         return {"sub": claims["sub"]}
+
+    @app.get("/mw")
+    async def mw(request: Request) -> Any:
+        return {"sub": request.state.auth["sub"]}
 
 elif FRAMEWORK == "starlette":
     from starlette.applications import Starlette

@@ -7,7 +7,8 @@
 #   benches/kits/run.sh throughput   # /bare vs /kit in hapi, Express, Fastify, FastAPI, Starlette
 #   benches/kits/run.sh memory       # bytes per revoked entry, Node and Python kits
 #   benches/kits/run.sh verify-cost  # one verify without HTTP: kit vs bare, Node and Python
-#   benches/kits/run.sh fastapi-dep  # FastAPI /bare, /dep (the bare check as a dependency), /kit
+#   benches/kits/run.sh fastapi-dep  # FastAPI /bare, /dep (the bare check as a dependency), /kit,
+#                                    # /mw (the Starlette middleware on the FastAPI app) (~3 min)
 #   benches/kits/run.sh summary      # medians of the undisturbed lines -> kits-summary.txt
 #
 # Needs: target/release/authd (`cargo build --release --bin authd`); the Node kit built
@@ -36,8 +37,10 @@
 # in turn: the kit's verify and the bare one in interleaved blocks of 500 calls, one at a time,
 # 3 s each (the HTTP comparison cannot resolve a few % on this machine; this can).
 #
-# fastapi-dep: the FastAPI server alone, 1,000 tokens, RUNS rounds of /bare, /dep and /kit (the
-# order rotating each round): how much of /kit's cost is FastAPI's dependency machinery.
+# fastapi-dep: the FastAPI server alone, 1,000 tokens, RUNS rounds of /bare, /dep, /kit and /mw
+# (the order rotating each round): how much of /kit's cost is FastAPI's dependency machinery,
+# and what the Starlette middleware costs on a FastAPI app instead. Results in
+# $OUT_DIR/kits-fastapi-dep.jsonl.
 #
 # Results: JSON lines appended to $OUT_DIR/kits-throughput.jsonl, kits-memory.jsonl and
 # kits-verify-cost.jsonl (with `context` lines: load average, CPU busy, busiest processes);
@@ -189,9 +192,10 @@ start_server() {
     tok=$(head -n 1 "$WORK/tokens-one.txt")
     wait_url "http://127.0.0.1:$port$(route_path "$s" kit)" "$!" "$WORK/$s.log" \
         -H "Authorization: Bearer $tok"
-    # Both routes: 200 with the token, 401 without a valid one.
-    local r code
-    for r in bare kit; do
+    # Every route: 200 with the token, 401 without a valid one.
+    local r code routes="bare kit"
+    if [[ $s == fastapi ]]; then routes="bare kit dep mw"; fi
+    for r in $routes; do
         code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" \
             "http://127.0.0.1:$port$(route_path "$s" "$r")")
         [[ $code == 200 ]] || { echo "$s /$r: HTTP $code with a valid token" >&2; return 1; }
@@ -374,10 +378,10 @@ cmd_fastapi_dep() {
     head -n 1 "$WORK/tokens-many.txt" >"$WORK/tokens-one.txt"
     write_lua
     start_server fastapi
-    for route in bare dep kit; do wrk_run fastapi "$route" many 2 >/dev/null; done
-    local -a orders=("bare dep kit" "dep kit bare" "kit bare dep")
+    for route in bare dep kit mw; do wrk_run fastapi "$route" many 2 >/dev/null; done
+    local -a orders=("bare dep kit mw" "dep kit mw bare" "kit mw bare dep" "mw bare dep kit")
     for run in $(seq 1 "$RUNS"); do
-        for route in ${orders[$(((run - 1) % 3))]}; do
+        for route in ${orders[$(((run - 1) % 4))]}; do
             wait_quiet
             context "kits fastapi-dep $route run $run" >>"$out"
             log "fastapi /$route run $run"

@@ -94,10 +94,13 @@ for r in lines("kits-fastapi-dep.jsonl"):
     if r.get("mode") == "wrk" and not r.get("disturbed"):
         dep[r["route"]].append(r)
 if dep:
-    print("\nFastAPI alone: /bare, /dep (the bare check as a plain dependency), /kit; medians")
+    print("\nFastAPI alone: /bare, /dep (the bare check as a plain dependency), /kit, /mw (the Starlette"
+          " middleware, where measured); medians")
     b = med(r["rps"] for r in dep["bare"])
-    for route in ("bare", "dep", "kit"):
+    for route in ("bare", "dep", "kit", "mw"):
         rs = dep[route]
+        if not rs:
+            continue
         print(f"{route:5} {med(r['rps'] for r in rs):8,.0f} req/s ({med(r['rps'] for r in rs) / b:.3f} of bare), "
               f"CPU {med(r['server_cpu_us_per_req'] for r in rs):.1f} us/req, p99 {med(r['p99_ms'] for r in rs):.1f} ms"
               f" (n={len(rs)})")

@@ -66,6 +66,14 @@ def spawn_authd(binary: Path, tmp_path: Path) -> Iterator[Callable[..., Authd]]:
             server.close()
 
 
+@pytest.fixture(scope="module")
+def verifier(authd: Authd, service_key: str) -> Iterator[Verifier]:
+    """One started verifier on the session's authd, shared by a test module."""
+    verifier = Verifier(authd.url, service_key).start()
+    yield verifier
+    verifier.close()
+
+
 @pytest.fixture
 def make_verifier() -> Iterator[Callable[..., Verifier]]:
     """Starts verifiers (``make_verifier(authd, key, **settings)``), closed after the test."""

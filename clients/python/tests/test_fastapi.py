@@ -14,9 +14,9 @@ from authd_verify.fastapi import AuthdBearer, authd_claims, install_error_handle
 
 from authd_process import Authd
 from conftest import StaleSetup
+from refusals import INVALID
 from timing import DEADLINE, record
 
-INVALID = 'Bearer error="invalid_token"'
 
 
 def app_for(verifier: Verifier, *, cookie: str | None = None, handler: bool = True) -> TestClient:
@@ -40,13 +40,6 @@ def app_for(verifier: Verifier, *, cookie: str | None = None, handler: bool = Tr
         return "hello"
 
     return TestClient(app)
-
-
-@pytest.fixture(scope="module")
-def verifier(authd: Authd, service_key: str) -> Verifier:
-    verifier = Verifier(authd.url, service_key).start()
-    yield verifier
-    verifier.close()
 
 
 def assert_refused(r: Any) -> None:

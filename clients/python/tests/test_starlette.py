@@ -19,9 +19,9 @@ from authd_verify.starlette import AuthdMiddleware
 
 from authd_process import Authd
 from conftest import StaleSetup
+from refusals import INVALID, assert_refused
 from timing import DEADLINE, record
 
-INVALID = 'Bearer error="invalid_token"'
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -42,23 +42,6 @@ def app_for(verifier: Verifier, **options: Any) -> TestClient:
         middleware=[Middleware(AuthdMiddleware, verifier=verifier, **options)],
     )
     return TestClient(app)
-
-
-@pytest.fixture(scope="module")
-def verifier(authd: Authd, service_key: str) -> Verifier:
-    verifier = Verifier(authd.url, service_key).start()
-    yield verifier
-    verifier.close()
-
-
-def assert_refused(r: Any) -> None:
-    assert r.status_code == 401, r.text
-    assert r.headers["www-authenticate"] == INVALID
-    assert r.headers["content-type"] == "application/json; charset=utf-8"
-    assert r.json() == {
-        "error": "invalid_token",
-        "message": "The access token is missing, invalid or expired.",
-    }
 
 
 def test_the_handler_gets_the_claims_in_request_state(authd: Authd, verifier: Verifier) -> None:

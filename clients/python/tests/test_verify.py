@@ -33,13 +33,6 @@ from forge import authd_like, claims_of, ed25519, header_of, hs256, unb64, unsig
 from timing import DEADLINE, record
 
 
-@pytest.fixture(scope="module")
-def verifier(authd: Authd, service_key: str) -> Verifier:
-    verifier = Verifier(authd.url, service_key).start()
-    yield verifier
-    verifier.close()
-
-
 def test_a_valid_token_verifies_and_hands_over_every_claim(authd: Authd, verifier: Verifier) -> None:
     login = authd.user()
     claims = verifier.verify(login.access)

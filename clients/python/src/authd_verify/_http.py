@@ -20,8 +20,10 @@ def token_from(authorization: str | None, cookie_headers: Iterable[str], cookie:
     that cookie."""
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+        if scheme.lower() == "bearer":
+            token = token.strip()
+            if token:
+                return token
     if cookie is None:
         return None
     for header in cookie_headers:

@@ -60,9 +60,11 @@ class AuthdBearer(SecurityBase):
         self.scheme_name = scheme_name
 
     async def __call__(self, request: Request) -> dict[str, Any]:
-        token = token_from(
-            request.headers.get("authorization"), request.headers.getlist("cookie"), self.cookie
-        )
+        headers = request.headers
+        cookie = self.cookie
+        # The cookie headers are read only when a cookie is configured.
+        cookies = () if cookie is None else headers.getlist("cookie")
+        token = token_from(headers.get("authorization"), cookies, cookie)
         if token is None:
             log.debug("request refused: no access token")
             raise AuthdHTTPException(None)
@@ -71,7 +73,9 @@ class AuthdBearer(SecurityBase):
         except VerifyError as e:
             log.debug("request refused: %s", e.reason)
             raise AuthdHTTPException(e) from None
-        request.state.auth = claims
+        # What `request.state.auth = claims` does, without building a State object: a request's
+        # State stores its attributes in this very dict.
+        request.scope.setdefault("state", {})["auth"] = claims
         return claims
 
 

@@ -41,7 +41,7 @@ class AuthdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        authorization, cookies = _headers(scope)
+        authorization, cookies = _headers(scope, self.cookie is not None)
         token = token_from(authorization, cookies, self.cookie)
         error: VerifyError | None = None
         if token is None:
@@ -60,13 +60,18 @@ class AuthdMiddleware:
         await _refuse(scope, send, error)
 
 
-def _headers(scope: Scope) -> tuple[str | None, list[str]]:
+def _headers(scope: Scope, with_cookies: bool) -> tuple[str | None, list[str]]:
+    """The first ``Authorization`` header, and the ``Cookie`` headers when ``with_cookies``
+    (else none: the scan stops at the ``Authorization`` header)."""
     authorization: str | None = None
     cookies: list[str] = []
     for name, value in scope.get("headers", ()):
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"cookie":
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+                if not with_cookies:
+                    break
+        elif with_cookies and name == b"cookie":
             cookies.append(value.decode("latin-1"))
     return authorization, cookies
 

@@ -46,6 +46,7 @@ MAX_POLL_WAIT = 30
 MIN_MAX_STALENESS = 2.0
 
 _TYP = "at+jwt"
+_ALGORITHMS = ["EdDSA"]
 _FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c", "crit", "enc", "zip", "b64")
 _REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"]
 _DECODE_OPTIONS: Any = {
@@ -211,7 +212,7 @@ class Verifier:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=["EdDSA"],
+                algorithms=_ALGORITHMS,
                 audience=config.audience,
                 issuer=config.issuer,
                 options=_DECODE_OPTIONS,
