@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 
@@ -16,7 +15,6 @@ from authd_process import Authd
 from conftest import StaleSetup
 from refusals import INVALID
 from timing import DEADLINE, record
-
 
 
 def app_for(verifier: Verifier, *, cookie: str | None = None, handler: bool = True) -> TestClient:

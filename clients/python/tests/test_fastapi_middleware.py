@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
@@ -17,7 +16,6 @@ from authd_process import Authd
 from conftest import StaleSetup
 from refusals import assert_refused
 from timing import DEADLINE, record
-
 
 
 def app_for(verifier: Verifier, **options: Any) -> TestClient:

@@ -23,7 +23,6 @@ from refusals import INVALID, assert_refused
 from timing import DEADLINE, record
 
 
-
 async def whoami(request: Request) -> JSONResponse:
     auth = request.state.auth
     assert request.auth is auth and request.scope["auth"] is auth
