@@ -87,11 +87,6 @@ fn claims(access: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
 }
 
-async fn user_id_of(app: &TestApp, access: &str) -> String {
-    let me: Value = app.get_auth("/me", access).await.json().await.expect("me");
-    me["user_id"].as_str().expect("user_id").to_owned()
-}
-
 /// The reasons the feed gives for the sessions of `user_id`.
 async fn feed_reasons(app: &TestApp, user_id: &str) -> Vec<String> {
     let key = app.service_key(&[Scope::RevocationsRead]).await;
@@ -108,7 +103,7 @@ async fn admin_operations_refuse_no_key_another_scope_and_a_users_access_token()
     let app = spawn_app().await;
     let mail = email();
     let t = app.user(&mail).await;
-    let id = user_id_of(&app, &t.access).await;
+    let id = app.user_id_of(&t.access).await;
     let feed_only = app
         .service_key(&[Scope::RevocationsRead, Scope::Introspect])
         .await;
@@ -334,7 +329,7 @@ async fn disabling_a_user_ends_every_session_at_once_and_enabling_lets_them_back
     let mail = email();
     let one = app.user(&mail).await;
     let two = app.login_body(&mail, PASSWORD).await;
-    let id = user_id_of(&app, &one.access).await;
+    let id = app.user_id_of(&one.access).await;
 
     let r = admin.patch(&id, json!({"disabled": true})).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -374,7 +369,7 @@ async fn deleting_a_user_ends_its_sessions_and_removes_its_personal_data_but_not
     let admin = Admin::new(&app).await;
     let mail = email();
     let t = app.user(&mail).await;
-    let id = user_id_of(&app, &t.access).await;
+    let id = app.user_id_of(&t.access).await;
     // A failed login too: it records the client's address under the user.
     app.post_json(
         "/auth/login",
@@ -465,7 +460,7 @@ async fn deleting_a_user_ends_its_sessions_and_removes_its_personal_data_but_not
     let r = app.register(&mail, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let fresh = app.login_body(&mail, PASSWORD).await;
-    assert_ne!(user_id_of(&app, &fresh.access).await, id);
+    assert_ne!(app.user_id_of(&fresh.access).await, id);
 }
 
 #[tokio::test]
@@ -473,7 +468,7 @@ async fn app_metadata_reaches_access_tokens_from_the_next_refresh_and_introspect
     let app = spawn_app().await;
     let admin = Admin::new(&app).await;
     let t = app.user(&email()).await;
-    let id = user_id_of(&app, &t.access).await;
+    let id = app.user_id_of(&t.access).await;
     assert!(claims(&t.access).get("app_metadata").is_none());
 
     let roles = json!({"roles": ["admin", "billing"], "tenant": 42});
@@ -544,7 +539,7 @@ async fn an_admins_email_change_is_unique_unverified_unless_said_and_keeps_sessi
     let (old, taken, new) = (email(), email(), email());
     let t = app.user(&old).await;
     app.user(&taken).await;
-    let id = user_id_of(&app, &t.access).await;
+    let id = app.user_id_of(&t.access).await;
     admin.patch(&id, json!({"email_verified": true})).await;
 
     let r = admin
@@ -598,7 +593,7 @@ async fn concurrent_edits_of_different_fields_all_apply_and_a_racing_login_never
     let admin = Admin::new(&app).await;
     let mail = email();
     let t = app.user(&mail).await;
-    let id = user_id_of(&app, &t.access).await;
+    let id = app.user_id_of(&t.access).await;
     let edits = [
         json!({"email_verified": true}),
         json!({"app_metadata": {"plan": "pro"}}),
@@ -653,7 +648,7 @@ async fn admins_list_a_users_sessions_and_end_them_all_without_locking_the_accou
         )
         .await;
     let two = Tokens::from_json(&r.json().await.expect("json"));
-    let id = user_id_of(&app, &one.access).await;
+    let id = app.user_id_of(&one.access).await;
     let listed = admin.get(&format!("/admin/users/{id}/sessions")).await;
     let mut ids: Vec<(&str, bool)> = listed
         .as_array()
@@ -694,7 +689,7 @@ async fn a_users_own_session_cap_applies_from_the_next_login_and_null_restores_t
     let admin = Admin::new(&app).await;
     let mail = email();
     let first = app.user(&mail).await;
-    let id = user_id_of(&app, &first.access).await;
+    let id = app.user_id_of(&first.access).await;
     let r = admin.patch(&id, json!({"max_sessions": 2})).await;
     assert_eq!(r.status(), StatusCode::OK);
     app.clock.advance(1);
@@ -725,7 +720,7 @@ async fn the_audit_trail_pages_newest_first_stably_and_filters_by_user_kind_and_
     let admin = Admin::new(&app).await;
     let mail = email();
     let t = app.user(&mail).await;
-    let id = user_id_of(&app, &t.access).await;
+    let id = app.user_id_of(&t.access).await;
     for _ in 0..4 {
         app.clock.advance(10);
         app.login_body(&mail, PASSWORD).await;
@@ -798,7 +793,7 @@ async fn deleting_my_account_needs_my_password_ends_every_session_and_expires_th
         app.cookie_login(&mail).await
     };
     let other = app.login_body(&mail, PASSWORD).await;
-    let id = user_id_of(&app, &other.access).await;
+    let id = app.user_id_of(&other.access).await;
     let delete = |password: &str| {
         app.client
             .delete(app.url("/me"))

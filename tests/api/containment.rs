@@ -37,11 +37,6 @@ async fn seed_sessions(app: &TestApp, user_id: &str, n: usize) {
     }
 }
 
-async fn user_id_of(app: &TestApp, access: &str) -> String {
-    let me: Value = app.get_auth("/me", access).await.json().await.unwrap();
-    me["user_id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_login_past_the_session_limit_ends_the_users_oldest_session() {
     let app = spawn_app_with(|c| c.max_sessions_per_user = 3).await;
@@ -83,7 +78,7 @@ async fn ending_more_sessions_than_one_statement_can_bind_works_in_one_request()
     let app = spawn_app().await;
     let mail = email();
     let t = app.user(&mail).await;
-    let user_id = user_id_of(&app, &t.access).await;
+    let user_id = app.user_id_of(&t.access).await;
     seed_sessions(&app, &user_id, 11_000).await;
     let r = app
         .change_password(&t.access, PASSWORD, "a brand new passphrase")
@@ -124,7 +119,7 @@ async fn ending_more_sessions_than_one_statement_can_bind_works_in_one_request()
 async fn the_session_list_is_bounded_newest_first() {
     let app = spawn_app().await;
     let t = app.user(&email()).await;
-    let user_id = user_id_of(&app, &t.access).await;
+    let user_id = app.user_id_of(&t.access).await;
     seed_sessions(&app, &user_id, 500).await;
     let listed: Vec<Value> = app
         .get_auth("/auth/sessions", &t.access)
@@ -144,7 +139,7 @@ async fn a_login_whose_verified_password_was_replaced_meanwhile_opens_no_session
     let app = spawn_app().await;
     let mail = email();
     let t = app.user(&mail).await;
-    let user_id = user_id_of(&app, &t.access).await;
+    let user_id = app.user_id_of(&t.access).await;
     let store = &app.state().store();
     let user = store.user_by_id(&user_id).await.unwrap().unwrap();
     let attempt = |hash: String| NewSession {

@@ -303,6 +303,12 @@ impl TestApp {
         self.get_auth("/me", access).await.status()
     }
 
+    /// The id of the user `access` was issued to, as `/me` says.
+    pub async fn user_id_of(&self, access: &str) -> String {
+        let me: Value = self.get_auth("/me", access).await.json().await.expect("me");
+        me["user_id"].as_str().expect("user_id").to_owned()
+    }
+
     pub async fn events(&self, access: &str) -> Vec<String> {
         let v: Value = self
             .get_auth("/auth/events", access)

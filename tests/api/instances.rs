@@ -151,17 +151,6 @@ async fn with_grace_on_one_refresh_token_sent_to_two_instances_at_once_gets_one_
     }
 }
 
-/// The id of the user `access` was issued to, as `server`'s `/me` says.
-async fn user_id_of(server: &Authd, access: &str) -> String {
-    let me: Value = server
-        .get_auth("/me", access)
-        .await
-        .json()
-        .await
-        .expect("me");
-    me["user_id"].as_str().expect("id").to_owned()
-}
-
 /// How a session gets ended on instance A.
 #[derive(Debug, Clone, Copy)]
 enum Ending {
@@ -248,7 +237,7 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
                 Instant::now()
             }
             Ending::AdminDisable | Ending::AdminDelete => {
-                let path = format!("/admin/users/{}", user_id_of(&a, &victim.access).await);
+                let path = format!("/admin/users/{}", a.user_id_of(&victim.access).await);
                 let req = if matches!(ending, Ending::AdminDisable) {
                     a.client
                         .patch(a.url(&path))
@@ -264,7 +253,7 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_a_second
                 // A reset link, as an admin gets it to pass on, spent on A: every session ends.
                 let path = format!(
                     "/admin/users/{}/password-reset",
-                    user_id_of(&a, &victim.access).await
+                    a.user_id_of(&victim.access).await
                 );
                 let r = a
                     .client
