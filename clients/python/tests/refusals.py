@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
+
+from timing import DEADLINE, record
 
 INVALID = 'Bearer error="invalid_token"'
 
@@ -16,3 +20,17 @@ def assert_refused(r: Any) -> None:
         "error": "invalid_token",
         "message": "The access token is missing, invalid or expired.",
     }
+
+
+def refused_after_logout(authd: Any, access: str, get: Callable[[], Any], what: str) -> None:
+    """Logs the session of ``access`` out through authd, then calls ``get`` (a request made with
+    ``access``) until it is refused, within ``DEADLINE``; records the time under ``what`` and
+    checks the refusal is the adapter's one 401."""
+    started = time.monotonic()
+    authd.logout(access)
+    answered = time.monotonic()
+    while get().status_code == 200:
+        assert time.monotonic() - answered < DEADLINE, "the ended session is still accepted"
+        time.sleep(0.005)
+    record(what, started, answered)
+    assert_refused(get())
