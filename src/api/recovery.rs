@@ -128,8 +128,7 @@ impl RecoveryApi {
         body: Json<ForgotRequest>,
     ) -> Result<Accepted, Errors<{ INVALID_REQUEST | RATE_LIMITED }>> {
         let meta = state.client_meta(req);
-        let ip = meta.ip.clone().unwrap_or_default();
-        state.throttle(&state.limits.mail_ip, &ip, "password_forgot")?;
+        throttle_client(&state, &state.limits.mail_ip, &meta, "password_forgot")?;
         let typed = body.0.email.into_inner();
         let key = policy::throttle_key(&typed);
         state.throttle(&state.limits.mail_recipient, &key, "password_forgot")?;
@@ -211,8 +210,7 @@ impl RecoveryApi {
     ) -> Result<Accepted, Errors<{ INVALID_TOKEN | RATE_LIMITED | SERVICE_UNAVAILABLE }>> {
         let claims = auth.0;
         let meta = state.client_meta(req);
-        let ip = meta.ip.clone().unwrap_or_default();
-        state.throttle(&state.limits.mail_ip, &ip, "email_verify")?;
+        throttle_client(&state, &state.limits.mail_ip, &meta, "email_verify")?;
         state.throttle(&state.limits.mail_recipient, &claims.sub, "email_verify")?;
         let user = current_user(&state, &claims.sub).await?;
         if !user.email_verified {
@@ -311,8 +309,7 @@ impl RecoveryApi {
         if state.store().user_by_email(&new_email).await?.is_some() {
             return Err(ApiError::EmailTaken.into());
         }
-        let ip = meta.ip.clone().unwrap_or_default();
-        state.throttle(&state.limits.mail_ip, &ip, "email_change")?;
+        throttle_client(&state, &state.limits.mail_ip, &meta, "email_change")?;
         state.throttle(&state.limits.mail_recipient, &claims.sub, "email_change")?;
         let minted = mint()?;
         let link = state.mailer.link(Kind::EmailChangeConfirm, &minted.token);
@@ -383,9 +380,18 @@ impl RecoveryApi {
 /// The hash of a presented token, after the per-client throttle; garbage is refused here like
 /// any other bad token.
 fn spendable(state: &AppState, meta: &ClientMeta, token: &str) -> Result<Vec<u8>, ApiError> {
-    let ip = meta.ip.clone().unwrap_or_default();
-    state.throttle(&state.limits.token_ip, &ip, "email_token")?;
+    throttle_client(state, &state.limits.token_ip, meta, "email_token")?;
     email_token::parse(token).ok_or(ApiError::InvalidEmailToken)
+}
+
+/// `limiter` keyed on the client's address (every mail request, every token spent).
+fn throttle_client(
+    state: &AppState,
+    limiter: &crate::ratelimit::Limiter,
+    meta: &ClientMeta,
+    operation: &str,
+) -> Result<(), ApiError> {
+    state.throttle(limiter, meta.ip.as_deref().unwrap_or_default(), operation)
 }
 
 pub(crate) fn mint() -> Result<email_token::Minted, ApiError> {
