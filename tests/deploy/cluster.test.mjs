@@ -101,6 +101,21 @@ const envOf = (n) => Object.fromEntries(
 );
 const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
+/** A new `revocations:read` service key, once every instance accepts it (each loads new
+ *  service keys on its sync pass, so one that has not yet would answer 401). */
+async function newServiceKey(name) {
+  const { stdout } = await cli(['service-keys', 'create', '--name', `${name}-${Date.now()}`, '--scope', 'revocations:read']);
+  const key = stdout.trim().split('\n').pop();
+  for (const i of [0, 1, 2]) {
+    const deadline = Date.now() + 5000;
+    while ((await call('GET', `${direct(i)}/auth/revocations?limit=1`, { headers: bearer(key) })).status !== 200) {
+      assert.ok(Date.now() < deadline, `authd-${i + 1} never accepted the new service key`);
+      await sleep(100);
+    }
+  }
+  return key;
+}
+
 async function waitReady(i, ms = 30_000) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -266,16 +281,7 @@ test('one refresh token sent to three instances with grace off: one winner, the 
 
 test('a logout on one instance is refused by the others and by a verifier kit polling the feed through nginx within 1 s', async () => {
   const { createVerifier } = await import('../../clients/node/dist/index.js');
-  const { stdout } = await cli(['service-keys', 'create', '--name', `cluster-kit-${Date.now()}`, '--scope', 'revocations:read']);
-  const serviceKey = stdout.trim().split('\n').pop();
-  // Every instance loads new service keys on its sync pass.
-  for (const i of [0, 1, 2]) {
-    const deadline = Date.now() + 5000;
-    while ((await call('GET', `${direct(i)}/auth/revocations?limit=1`, { headers: bearer(serviceKey) })).status !== 200) {
-      assert.ok(Date.now() < deadline, `authd-${i + 1} never accepted the new service key`);
-      await sleep(100);
-    }
-  }
+  const serviceKey = await newServiceKey('cluster-kit');
   const verifier = await createVerifier({ baseUrl: BASE, serviceKey, issuer: BASE });
   const figures = [];
   try {
@@ -309,8 +315,8 @@ test('a logout on one instance is refused by the others and by a verifier kit po
 });
 
 test('a long poll of the feed through nginx is held its full 30 s and answered 200', async () => {
-  const { stdout } = await cli(['service-keys', 'create', '--name', `cluster-poll-${Date.now()}`, '--scope', 'revocations:read']);
-  const key = stdout.trim().split('\n').pop();
+  // Every instance must know the key: nginx may send the held request to any of them.
+  const key = await newServiceKey('cluster-poll');
   let snapshot;
   const deadline = Date.now() + 5000;
   for (;;) {
@@ -323,7 +329,7 @@ test('a long poll of the feed through nginx is held its full 30 s and answered 2
   const held = await call('GET', `${BASE}/auth/revocations?cursor=${snapshot.json.cursor}&wait=30`, { headers: bearer(key), timeoutMs: 60_000 });
   const secs = (Date.now() - started) / 1000;
   assert.equal(held.status, 200, `after ${secs} s: ${JSON.stringify(held)}`);
-  assert.deepEqual(held.json.entries, []);
+  assert.deepEqual(held.json.entries, [], `after ${secs} s: ${JSON.stringify(held.json)}`);
   assert.ok(secs >= 29, `held ${secs} s, not the 30 asked for`);
   record('long-poll', { held_secs: secs });
 });
