@@ -90,3 +90,35 @@ async fn concurrent_writers_on_different_sessions_never_fail() {
     });
     futures::join!(join_all(chains), join_all(registrations));
 }
+
+/// A refresh racing the logout of its session: whichever commits first, the session ends and
+/// nothing the refresh handed out outlives it (no successor written into an ended session, no
+/// refresh answered after the logout's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_racing_a_logout_never_leaves_the_session_alive() {
+    let app = spawn_app().await;
+    let mut refreshed = 0;
+    for _ in 0..30 {
+        let t = app.user(&email()).await;
+        let (refresh, logout) =
+            futures::join!(app.refresh(&t.refresh), app.logout(&t.access, "local"));
+        assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+        let status = refresh.status();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
+            "{status}"
+        );
+        if status == StatusCode::OK {
+            refreshed += 1;
+            let v: Value = refresh.json().await.unwrap();
+            let successor = v["refresh_token"].as_str().unwrap();
+            let access = v["access_token"].as_str().unwrap();
+            assert_eq!(
+                app.refresh(successor).await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+            assert_eq!(app.me_status(access).await, StatusCode::UNAUTHORIZED);
+        }
+    }
+    eprintln!("{refreshed} of 30 refreshes committed before their logout");
+}

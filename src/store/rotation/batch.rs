@@ -61,13 +61,13 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
         })
         .await;
         match settled {
-            Ok((requests, Ok(outcomes))) => {
+            Ok((requests, outcomes)) => {
                 let mut deferred = Vec::new();
                 for ((request, reply), outcome) in requests.into_iter().zip(replies).zip(outcomes) {
                     match outcome {
-                        Some(rotation) => {
+                        Some(answer) => {
                             // The requester may have gone (client disconnected): nothing to do.
-                            let _ = reply.send(Ok(rotation));
+                            let _ = reply.send(answer);
                         }
                         None => deferred.push((request, reply)),
                     }
@@ -75,12 +75,6 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
                 // First in the next batch, in their order.
                 for job in deferred.into_iter().rev() {
                     waiting.push_front(job);
-                }
-            }
-            Ok((_, Err(err))) => {
-                tracing::error!(error = %err, requests = replies.len(), "rotation batch failed");
-                for reply in replies {
-                    let _ = reply.send(Err(err.duplicate()));
                 }
             }
             Err(panic) => {

@@ -7,7 +7,8 @@
 //! transaction whose statement count does not grow with the batch: lock the sessions (Postgres),
 //! read the presented tokens with their sessions and users, consume the current ones with one
 //! conditional `UPDATE`, insert every successor with one `INSERT`, move every idle deadline with
-//! one `UPDATE`. An idle server sends batches of one, so nothing waits for a timer.
+//! one `UPDATE`. An idle server sends batches of one, so nothing waits for a timer. On Postgres
+//! the current tokens go first, in one statement outside the transaction ([`postgres`]).
 //!
 //! Each request stays all-or-nothing: the batch commits or none of it does. A batch holds at
 //! most one request per token and per session; a second one waits for the next batch, where it
@@ -36,6 +37,7 @@ use crate::ids::{SessionId, UserId};
 use crate::policy::{self, Decision, MAX_REPLAY_HOPS, Rotated};
 
 mod batch;
+mod postgres;
 #[cfg(test)]
 mod tests;
 
@@ -145,10 +147,60 @@ impl From<Presented> for Found {
     }
 }
 
+/// What became of each request of a batch: `None` for one that must wait for the next batch
+/// (its token or session is already in this one).
+type Settled = Vec<Option<Result<Rotation, StoreError>>>;
+
 impl Store {
+    /// Settles a batch. On Postgres the current tokens go first, in one statement
+    /// ([`postgres`]); only what that leaves (replays, reuse, unknown or ended) needs the
+    /// transaction, and its failure is not theirs.
+    async fn settle(&self, requests: &[RotateRequest]) -> Settled {
+        if self.backend() != DatabaseBackend::Postgres {
+            return match self.settle_in_transaction(requests).await {
+                Ok(outcomes) => outcomes.into_iter().map(|o| o.map(Ok)).collect(),
+                Err(err) => failed(requests.len(), &err),
+            };
+        }
+        let mut seen = HashSet::new();
+        let unique: Vec<usize> = (0..requests.len())
+            .filter(|&i| seen.insert(&requests[i].presented))
+            .collect();
+        let firsts: Vec<&RotateRequest> = unique.iter().map(|&i| &requests[i]).collect();
+        let mut rotated = match self.rotate_current(&firsts).await {
+            Ok(rotated) => rotated,
+            Err(err) => return failed(requests.len(), &err),
+        };
+        // A token presented twice: the second waits for the next batch.
+        let mut outcomes: Settled = (0..requests.len()).map(|_| None).collect();
+        let mut rest = Vec::new();
+        for i in unique {
+            match rotated.remove(&requests[i].presented) {
+                Some(rotation) => outcomes[i] = Some(Ok(rotation)),
+                None => rest.push(i),
+            }
+        }
+        if !rest.is_empty() {
+            let others: Vec<RotateRequest> = rest.iter().map(|&i| requests[i].clone()).collect();
+            match self.settle_in_transaction(&others).await {
+                Ok(settled) => {
+                    for (i, o) in rest.into_iter().zip(settled) {
+                        outcomes[i] = o.map(Ok);
+                    }
+                }
+                Err(err) => {
+                    for i in rest {
+                        outcomes[i] = Some(Err(err.duplicate()));
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
     /// Settles `requests` in one transaction. `None` for a request that must wait for the next
     /// batch (its token or session is already in this one).
-    async fn settle(
+    async fn settle_in_transaction(
         &self,
         requests: &[RotateRequest],
     ) -> Result<Vec<Option<Rotation>>, StoreError> {
@@ -225,6 +277,12 @@ impl Store {
         }
         Ok(outcomes)
     }
+}
+
+/// Every request of a batch failed with `err`.
+fn failed(n: usize, err: &StoreError) -> Settled {
+    tracing::error!(error = %err, requests = n, "rotation batch failed");
+    (0..n).map(|_| Some(Err(err.duplicate()))).collect()
 }
 
 fn idle_deadline(r: &RotateRequest, session: &SessionInfo) -> i64 {
