@@ -776,6 +776,9 @@ async fn the_audit_trail_pages_newest_first_stably_and_filters_by_user_kind_and_
         "since=yesterday",
         "limit=0",
         "limit=201",
+        // A NUL once dropped the filter and answered every user's events.
+        "user_id=%00",
+        "user_id=a%00b",
     ] {
         let r = admin
             .send(Method::GET, &format!("/admin/events?{bad}"), None)

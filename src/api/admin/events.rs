@@ -82,8 +82,13 @@ impl AdminEventsApi {
             ),
             None => None,
         };
+        // No stored id holds a NUL (and Postgres text cannot): refused, never dropped, which
+        // would widen the answer to every user's events.
+        if user_id.0.as_deref().is_some_and(|u| u.contains('\0')) {
+            return Err(ApiError::invalid("user_id").into());
+        }
         let filter = EventFilter {
-            user_id: user_id.0.filter(|u| !u.contains('\0')),
+            user_id: user_id.0,
             kind,
             since: since.0.map(OffsetDateTime::unix_timestamp),
             before_id,
