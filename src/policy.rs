@@ -233,6 +233,14 @@ pub fn normalize_email(raw: &str) -> Option<String> {
     ok.then_some(email)
 }
 
+/// A search prefix for addresses as [`normalize_email`] stores them: a whole address is
+/// normalised as one; part of one is trimmed, NFKC-folded and lower-cased (a partly typed
+/// Unicode domain has no ASCII form to match: type it whole, or in its `xn--` form).
+pub fn normalize_email_prefix(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    normalize_email(raw).unwrap_or_else(|| raw.trim().nfkc().collect::<String>().to_lowercase())
+}
+
 /// The key a login (or a request for mail) is throttled on: the account's address as
 /// [`normalize_email`] makes it, so every way of typing one address (`ｊｏｈｎ@`, `JOHN@`,
 /// `john@Bücher.example`) shares one allowance; an address that does not normalise is keyed as

@@ -307,6 +307,38 @@ async fn searching_by_email_prefix_pages_in_order_without_repeats_while_users_co
         .collect();
     assert_eq!(seen, want);
 
+    // The query is folded as addresses are: full-width letters find the same users, and a
+    // whole address with a Unicode domain finds its stored ASCII form.
+    let wide: String = tag
+        .chars()
+        .map(|c| char::from_u32(c as u32 + 0xFEE0).expect("full-width"))
+        .collect();
+    let folded = admin
+        .get(&format!("/admin/users?query={wide}&limit=200"))
+        .await;
+    let plain = admin
+        .get(&format!("/admin/users?query={tag}&limit=200"))
+        .await;
+    // The seven read while paging, and the one created before the first page.
+    assert_eq!(
+        folded["users"].as_array().map(Vec::len),
+        Some(8),
+        "{folded}"
+    );
+    assert_eq!(folded["users"], plain["users"]);
+    let unicode = admin
+        .create(json!({"email": format!("{tag}-u@bücher.example"), "password": PASSWORD}))
+        .await;
+    assert_eq!(unicode.status(), StatusCode::CREATED);
+    let whole = admin
+        .get(&format!("/admin/users?query={tag}-u@Bücher.example"))
+        .await;
+    assert_eq!(
+        whole["users"][0]["email"],
+        format!("{tag}-u@xn--bcher-kva.example"),
+        "{whole}"
+    );
+
     let garbage = admin
         .send(Method::GET, "/admin/users?cursor=%%%", None)
         .await;

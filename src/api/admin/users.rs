@@ -105,8 +105,9 @@ pub struct AdminUsersApi;
 impl AdminUsersApi {
     /// Find users
     ///
-    /// Users whose email starts with `query` (normalised like an email: trimmed, lower-case;
-    /// empty or left out: every user), in email order, a page at a time: follow `cursor` until
+    /// Users whose email starts with `query` (folded as addresses are: trimmed, NFKC,
+    /// lower-case, and a whole address exactly as stored; empty or left out: every user), in
+    /// email order, a page at a time: follow `cursor` until
     /// it is `null`. Paged by position, not offset, so users created or deleted meanwhile
     /// never make a page repeat or skip another.
     #[oai(path = "/admin/users", method = "get", operation_id = "adminListUsers")]
@@ -124,7 +125,7 @@ impl AdminUsersApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
     ) -> Result<UserPageResponse, ListErrors> {
-        let prefix = query.0.as_deref().unwrap_or("").trim().to_lowercase();
+        let prefix = policy::normalize_email_prefix(query.0.as_deref().unwrap_or(""));
         let after = cursor
             .0
             .as_deref()
