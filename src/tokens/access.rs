@@ -20,7 +20,7 @@ pub use super::TYP;
 /// Tokens longer than this are rejected before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
-/// The claims of an access token. Every one is required.
+/// The claims of an access token; a token with any other claim is refused.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AccessClaims {
@@ -33,6 +33,10 @@ pub struct AccessClaims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    /// Not before: authd never writes it, but a token that carries it is refused until then
+    /// (RFC 7519), as every verifier kit does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// The user's email, so that `/me` needs no database read.
     pub email: String,
     /// Whether that address was verified when the token was issued.
@@ -222,6 +226,7 @@ impl AccessTokens {
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             exp,
+            nbf: None,
             email: subject.email.to_owned(),
             email_verified: subject.email_verified,
             app_metadata: match subject.app_metadata {
@@ -273,7 +278,8 @@ impl AccessTokens {
         if now > claims.exp.saturating_add(self.leeway_secs) {
             return Err(TokenError::Expired);
         }
-        if claims.iat > now.saturating_add(self.leeway_secs) {
+        let not_before = claims.nbf.unwrap_or(claims.iat).max(claims.iat);
+        if not_before > now.saturating_add(self.leeway_secs) {
             return Err(TokenError::NotYetValid);
         }
         // No server issues tokens that live longer than the recorded lifetime: a longer one was

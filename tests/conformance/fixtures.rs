@@ -1002,6 +1002,37 @@ async fn build(bin: &Path, database_url: &str, c: &Client) -> Result<Fixtures, B
         ),
         Accept,
     );
+    // authd never writes `nbf`; a token that carries one is refused until then (RFC 7519).
+    forged(
+        "not_before_in_the_future",
+        "`nbf` ten minutes ahead, past the leeway",
+        compact(
+            &base_header,
+            &with(&[("nbf", json!(t + 600))]),
+            Sig::Ed(&signer),
+        ),
+        NotYetValid,
+    );
+    forged(
+        "not_before_within_leeway",
+        "`nbf` 10 s ahead, inside the leeway",
+        compact(
+            &base_header,
+            &with(&[("nbf", json!(t + 10))]),
+            Sig::Ed(&signer),
+        ),
+        Accept,
+    );
+    forged(
+        "not_before_a_string",
+        "`nbf` as a string",
+        compact(
+            &base_header,
+            &with(&[("nbf", json!(t.to_string()))]),
+            Sig::Ed(&signer),
+        ),
+        Invalid,
+    );
     // Not `email`: the kits hand it over when present and need it for nothing, and authd has
     // always written it.
     for claim in ["sub", "sid", "exp", "iat", "iss", "aud", "jti"] {

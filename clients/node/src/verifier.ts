@@ -56,6 +56,8 @@ export interface Claims {
   iat: number;
   /** Expires at, in seconds since the Unix epoch. */
   exp: number;
+  /** Not before, when the token carries it (authd never writes it; one that is there is honoured). */
+  nbf?: number;
   /** The user's email, when the token carries it. */
   email?: string;
   /** Every other claim (`email_verified`, `amr`, `app_metadata`, ...), as sent. */
@@ -226,7 +228,9 @@ export class Verifier {
       throw new InvalidError();
     }
     const claims = checkClaims(payload);
-    if (claims.iat > Math.floor(nowMs / 1000) + config.leewaySecs) throw new NotYetValidError();
+    // authd never writes `nbf`; one that is there is honoured (RFC 7519), by the same rule as `iat`.
+    const notBefore = Math.max(claims.iat, claims.nbf ?? claims.iat);
+    if (notBefore > Math.floor(nowMs / 1000) + config.leewaySecs) throw new NotYetValidError();
     // A session known to have ended is refused even when the set is stale.
     if (state.revoked.has(claims.sid)) throw new RevokedError();
     if (state.closed || state.isStale()) throw new StaleError();
@@ -294,9 +298,13 @@ function checkHeader(header: Record<string, unknown>): void {
 
 /** The claims, typed as authd writes them, or {@link InvalidError}. */
 function checkClaims(payload: JWTPayload): Claims {
-  const { aud, sub, sid, jti, iat, exp, email } = payload as Record<string, unknown>;
+  const { aud, sub, sid, jti, iat, exp, nbf, email } = payload as Record<string, unknown>;
   const strings = [aud, sub, sid, jti].every((value) => typeof value === "string");
-  const times = Number.isSafeInteger(iat) && Number.isSafeInteger(exp) && (exp as number) >= (iat as number);
+  const times =
+    Number.isSafeInteger(iat) &&
+    Number.isSafeInteger(exp) &&
+    (exp as number) >= (iat as number) &&
+    (nbf === undefined || Number.isSafeInteger(nbf));
   if (!strings || !times || (email !== undefined && typeof email !== "string")) {
     throw new InvalidError();
   }

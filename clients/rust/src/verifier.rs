@@ -118,7 +118,13 @@ impl Verifier {
         if now > claims.exp.saturating_add(leeway) {
             return Err(VerifyError::Expired);
         }
-        if claims.iat > now.saturating_add(leeway) {
+        // `nbf` is never written by authd; one that is there is honoured (RFC 7519), and one
+        // that is not a whole number of seconds makes the token invalid.
+        let not_before = match claims.extra.get("nbf") {
+            None => claims.iat,
+            Some(nbf) => nbf.as_i64().ok_or(VerifyError::Invalid)?.max(claims.iat),
+        };
+        if not_before > now.saturating_add(leeway) {
             return Err(VerifyError::NotYetValid);
         }
         if claims.exp < claims.iat {

@@ -55,7 +55,7 @@ _DECODE_OPTIONS: Any = {
     "verify_aud": True,
     "verify_iss": True,
     "strict_aud": True,
-    # exp and iat are checked against the configured clock in `verify`; authd ignores nbf.
+    # exp, iat and nbf are checked against the configured clock in `verify`.
     "verify_exp": False,
     "verify_iat": False,
     "verify_nbf": False,
@@ -223,7 +223,7 @@ class Verifier:
         now = shared.clock()
         if now > claims["exp"] + config.leeway:
             raise Expired()
-        if claims["iat"] > now + config.leeway:
+        if max(claims["iat"], claims.get("nbf", 0)) > now + config.leeway:
             raise NotYetValid()
         if claims["exp"] < claims["iat"]:
             raise Invalid()
@@ -417,8 +417,10 @@ def _check_claim_types(claims: Mapping[str, Any]) -> None:
     for name in ("iss", "aud", "sub", "sid", "jti"):
         if not isinstance(claims.get(name), str):
             raise Invalid()
-    for name in ("iat", "exp"):
+    for name in ("iat", "exp", "nbf"):
         value = claims.get(name)
+        if name == "nbf" and name not in claims:
+            continue  # authd never writes nbf; one that is there is honoured (RFC 7519)
         if not isinstance(value, int) or isinstance(value, bool):
             raise Invalid()
     email = claims.get("email")
