@@ -8,7 +8,7 @@ use entity::{
     email_tokens, refresh_tokens, revoked_sessions, security_events, sessions, signing_keys,
 };
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{Store, StoreError};
 
@@ -60,6 +60,18 @@ impl Store {
                 break;
             }
             let (txn, _gate) = self.begin_write().await?;
+            // Locked in id order first, as rotations and session endings lock them: a delete
+            // takes its row locks in whatever order it meets the rows, and two writers that
+            // lock the same sessions in different orders can deadlock.
+            let _: Vec<String> = sessions::Entity::find()
+                .filter(sessions::Column::Id.is_in(ids.clone()))
+                .select_only()
+                .column(sessions::Column::Id)
+                .order_by_asc(sessions::Column::Id)
+                .lock_exclusive()
+                .into_tuple()
+                .all(&txn)
+                .await?;
             let n = sessions::Entity::delete_many()
                 .filter(sessions::Column::Id.is_in(ids))
                 .filter(

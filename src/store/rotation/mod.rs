@@ -10,7 +10,8 @@
 //! one `UPDATE`. An idle server sends batches of one, so nothing waits for a timer. On Postgres
 //! the current tokens go first, in one statement outside the transaction ([`postgres`]).
 //!
-//! Each request stays all-or-nothing: the batch commits or none of it does. A batch holds at
+//! Each request stays all-or-nothing: the transaction commits or none of it does (and on
+//! Postgres the statement before it, which commits on its own, likewise). A batch holds at
 //! most one request per token and per session; a second one waits for the next batch, where it
 //! sees what the first did (which is what makes two tabs presenting one token a grace replay
 //! rather than a race). Tokens that were already rotated (replays and reuse) are settled one by
