@@ -352,6 +352,11 @@ async fn searching_by_email_prefix_pages_in_order_without_repeats_while_users_co
         )
         .await;
     assert_error(wrong, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // A NUL reached Postgres as a pattern (a 500 there).
+    let nul = admin
+        .send(Method::GET, "/admin/users?query=a%00", None)
+        .await;
+    assert_error(nul, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
 #[tokio::test]

@@ -125,7 +125,12 @@ impl AdminUsersApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
     ) -> Result<UserPageResponse, ListErrors> {
-        let prefix = policy::normalize_email_prefix(query.0.as_deref().unwrap_or(""));
+        let query = query.0.unwrap_or_default();
+        // No address holds a NUL, and Postgres text cannot: refused, never sent as a pattern.
+        if query.contains('\0') {
+            return Err(ApiError::invalid("query").into());
+        }
+        let prefix = policy::normalize_email_prefix(&query);
         let after = cursor
             .0
             .as_deref()
