@@ -35,7 +35,11 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Not before: authd never writes it, but a token that carries it is refused until then
     /// (RFC 7519), as every verifier kit does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub nbf: Option<i64>,
     /// The user's email, so that `/me` needs no database read.
     pub email: String,
@@ -46,6 +50,11 @@ pub struct AccessClaims {
     /// the token's issue: roles, plan, tenant. Left out when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A claim that may be left out but, when there, is a whole number of seconds (`null` is not).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    i64::deserialize(d).map(Some)
 }
 
 impl AccessClaims {

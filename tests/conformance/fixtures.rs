@@ -1023,6 +1023,14 @@ async fn build(bin: &Path, database_url: &str, c: &Client) -> Result<Fixtures, B
         ),
         Accept,
     );
+    let mut nbf_null = with(&[]);
+    nbf_null["nbf"] = Value::Null; // `with` takes null for "leave the claim out"
+    forged(
+        "not_before_null",
+        "`nbf` as null",
+        compact(&base_header, &nbf_null, Sig::Ed(&signer)),
+        Invalid,
+    );
     forged(
         "not_before_a_string",
         "`nbf` as a string",
