@@ -1003,44 +1003,32 @@ async fn build(bin: &Path, database_url: &str, c: &Client) -> Result<Fixtures, B
         Accept,
     );
     // authd never writes `nbf`; a token that carries one is refused until then (RFC 7519).
-    forged(
-        "not_before_in_the_future",
-        "`nbf` ten minutes ahead, past the leeway",
-        compact(
-            &base_header,
-            &with(&[("nbf", json!(t + 600))]),
-            Sig::Ed(&signer),
+    for (name, description, nbf, verdict) in [
+        (
+            "in_the_future",
+            "ten minutes ahead, past the leeway",
+            json!(t + 600),
+            NotYetValid,
         ),
-        NotYetValid,
-    );
-    forged(
-        "not_before_within_leeway",
-        "`nbf` 10 s ahead, inside the leeway",
-        compact(
-            &base_header,
-            &with(&[("nbf", json!(t + 10))]),
-            Sig::Ed(&signer),
+        (
+            "within_leeway",
+            "10 s ahead, inside the leeway",
+            json!(t + 10),
+            Accept,
         ),
-        Accept,
-    );
-    let mut nbf_null = with(&[]);
-    nbf_null["nbf"] = Value::Null; // `with` takes null for "leave the claim out"
-    forged(
-        "not_before_null",
-        "`nbf` as null",
-        compact(&base_header, &nbf_null, Sig::Ed(&signer)),
-        Invalid,
-    );
-    forged(
-        "not_before_a_string",
-        "`nbf` as a string",
-        compact(
-            &base_header,
-            &with(&[("nbf", json!(t.to_string()))]),
-            Sig::Ed(&signer),
-        ),
-        Invalid,
-    );
+        ("null", "null", Value::Null, Invalid),
+        ("a_string", "a string", json!(t.to_string()), Invalid),
+    ] {
+        // Set directly: `with` takes null for "leave the claim out".
+        let mut payload = with(&[]);
+        payload["nbf"] = nbf;
+        forged(
+            &format!("not_before_{name}"),
+            &format!("`nbf` {description}"),
+            compact(&base_header, &payload, Sig::Ed(&signer)),
+            verdict,
+        );
+    }
     // Not `email`: the kits hand it over when present and need it for nothing, and authd has
     // always written it.
     for claim in ["sub", "sid", "exp", "iat", "iss", "aud", "jti"] {

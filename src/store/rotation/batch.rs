@@ -1,7 +1,7 @@
 //! The rotation task: one per process, it takes every request waiting (up to [`MAX_BATCH`])
 //! and settles them together (one transaction; on Postgres one statement first: see the parent
-//! module). A panic fails only its batch; a request that must wait (its token or session is already in the batch) goes first in
-//! the next one.
+//! module). A panic fails only its batch; a request that must wait (its token or session is
+//! already in the batch) goes first in the next one.
 use std::collections::VecDeque;
 
 use tokio::sync::{mpsc, oneshot};
